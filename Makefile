@@ -1,0 +1,85 @@
+# penguinmails.dbops — developer entry points.
+#   make rehearse   bring the rehearsal lab up and run the main job against it
+#   make test       every quality gate: ruff, ansible-lint, sanity, unit,
+#                   integration, molecule
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+BUILD := .build
+COLLECTION_LINK := $(BUILD)/collections/ansible_collections/penguinmails/dbops
+
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONPATH := $(CURDIR)/$(BUILD)/collections
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(BUILD)/collections
+
+LAB_INVENTORY ?= inventories/lab
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-packages link lint ruff ansible-lint sanity unit \
+        integration molecule test rehearse lab-up lab-down lab-status build bench clean
+
+help:
+	@echo "make rehearse   bring up the lab and rehearse against it"
+	@echo "make test       ruff, ansible-lint, sanity, unit, integration, molecule"
+	@echo "make lab-up | lab-down | lab-status | bench | build"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+system-packages:
+	@tools/install-system-packages.sh
+
+link:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+ruff: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ansible-lint: venv link
+	$(BIN)/ansible-lint --profile production
+
+lint: ruff ansible-lint
+
+sanity: venv
+	tools/sanity.sh
+
+unit: venv link
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+integration: venv link system-packages
+	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
+
+molecule: venv link system-packages
+	cd extensions && ../$(BIN)/molecule test --all
+
+test: lint sanity unit integration molecule
+
+lab-up: venv link system-packages
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_state=present
+
+lab-down: venv link
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_state=absent
+
+lab-status: venv link
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_status.yml
+
+rehearse: lab-up lab-status
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist
+
+bench: venv link system-packages
+	$(BIN)/python tools/bench.py
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .ruff_cache
