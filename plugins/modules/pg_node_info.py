@@ -1,0 +1,210 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_node_info
+short_description: Role, timeline, WAL positions and replication state of one PostgreSQL server
+version_added: 0.1.0
+description:
+  - Connects to one PostgreSQL server and reports what it says about itself, in one round trip.
+  - Answers "is it up, is it primary or standby, how far along is it, who streams from it".
+  - An unreachable server is a result (O(fail_on_unreachable=false)), not a failure, so an
+    outage playbook can treat "down" as data. A hung server costs at most O(connect_timeout)
+    (connect) or O(query_timeout) (query), enforced on the client side.
+  - Read-only; never reports C(changed).
+author:
+  - PenguinMails Database Operations (@penguinmails)
+extends_documentation_fragment:
+  - penguinmails.dbops.postgres
+options:
+  fail_on_unreachable:
+    description:
+      - Fail the task when the server cannot be reached or does not answer.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is nothing to diff.
+"""
+
+EXAMPLES = r"""
+- name: Verify service status of every tier member
+  penguinmails.dbops.pg_node_info:
+    login_host: "{{ ansible_host }}"
+    login_port: "{{ pg_port }}"
+    login_user: "{{ dbops_login_user }}"
+    login_password: "{{ dbops_login_password }}"
+    connect_timeout: 2
+  delegate_to: localhost
+  register: node
+
+- name: Stop when the server is a standby
+  ansible.builtin.assert:
+    that: node.role == 'primary'
+    fail_msg: "{{ inventory_hostname }} is {{ node.role }}: {{ node.conn_err_msg | default('', true) }}"
+
+- name: Fail outright if the server is down
+  penguinmails.dbops.pg_node_info:
+    login_host: db1.example.com
+    login_user: dbops_admin
+    login_password: "{{ vault_dbops_password }}"
+    fail_on_unreachable: true
+"""
+
+RETURN = r"""
+reachable:
+  description: Whether the server accepted the connection and answered.
+  returned: always
+  type: bool
+  sample: true
+role:
+  description: C(primary), C(standby), or C(down) when unreachable.
+  returned: always
+  type: str
+  sample: standby
+endpoint:
+  description: The host:port that was asked.
+  returned: always
+  type: str
+  sample: 127.0.0.1:5433
+connect_latency_ms:
+  description: Time to establish the connection in milliseconds; null when it failed.
+  returned: always
+  type: float
+  sample: 3.4
+elapsed_ms:
+  description: Time for the whole check in milliseconds.
+  returned: always
+  type: float
+  sample: 5.1
+conn_err_msg:
+  description: Why the server could not be reached; null when reachable.
+  returned: always
+  type: str
+  sample: "connect to PostgreSQL at 127.0.0.1:5433 as dbops_admin failed (refused): Connection refused; ..."
+conn_err_kind:
+  description: Machine-readable failure kind (refused, timeout, auth, missing_database, ...); null when reachable.
+  returned: always
+  type: str
+  sample: refused
+in_recovery:
+  description: Result of pg_is_in_recovery(); null when unreachable.
+  returned: always
+  type: bool
+  sample: false
+server_version_num:
+  description: The server's server_version_num.
+  returned: always
+  type: int
+  sample: 150010
+server_version:
+  description: The server's version string.
+  returned: always
+  type: str
+  sample: "15.10 (Debian 15.10-0+deb12u1)"
+timeline_id:
+  description: Timeline the primary writes on, or the newest timeline a standby has received or checkpointed.
+  returned: always
+  type: int
+  sample: 3
+current_lsn:
+  description: Primary only, pg_current_wal_lsn().
+  returned: always
+  type: str
+  sample: 0/3000148
+received_lsn:
+  description: Standby only, pg_last_wal_receive_lsn().
+  returned: always
+  type: str
+  sample: 0/3000148
+replay_lsn:
+  description: Standby only, pg_last_wal_replay_lsn().
+  returned: always
+  type: str
+  sample: 0/3000148
+replay_paused:
+  description: Standby only, whether WAL replay is paused.
+  returned: always
+  type: bool
+  sample: false
+replay_delay_bytes:
+  description: Standby only, WAL received but not yet replayed, in bytes.
+  returned: always
+  type: int
+  sample: 0
+last_replay_timestamp:
+  description: Standby only, commit time of the last replayed transaction (ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-26T18:00:00.123456+00:00"
+synchronous_standby_names:
+  description: The server's synchronous_standby_names setting.
+  returned: always
+  type: str
+  sample: ANY 1 (oltp_2, oltp_3)
+postmaster_start_time:
+  description: When the server started (ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-26T17:59:00+00:00"
+server_time:
+  description: The server's now() (ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-26T18:00:00+00:00"
+wal_receiver:
+  description:
+    - Standby only, the row of pg_stat_wal_receiver (status, sender_host, sender_port, slot_name,
+      received_tli, flushed_lsn, last_msg_send_time, last_msg_receipt_time, seconds_since_last_message, ...).
+    - Null on a primary or a standby whose WAL receiver is not running.
+  returned: always
+  type: dict
+  sample: {"status": "streaming", "sender_host": "127.0.0.1", "sender_port": 5432, "slot_name": "oltp_2"}
+replicas:
+  description:
+    - Servers streaming from this one (pg_stat_replication), with state, sync_state,
+      LSNs, replay_lag_bytes, flush_lag_bytes and the lag intervals in seconds.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"application_name": "oltp_2", "state": "streaming", "sync_state": "quorum", "replay_lag_bytes": 0}]
+replication_slots:
+  description: Replication slots on this server with active flag, wal_status and retained_bytes.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"slot_name": "oltp_2", "slot_type": "physical", "active": true, "retained_bytes": 0}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import collect_node_info
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    HAS_PSYCOPG2,
+    PSYCOPG2_IMPORT_ERROR,
+    ConnectionParams,
+    connection_argument_spec,
+)
+
+
+def main() -> None:
+    argument_spec = connection_argument_spec()
+    argument_spec["fail_on_unreachable"] = {"type": "bool", "default": False}
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+
+    info = collect_node_info(ConnectionParams.from_module_params(module.params))
+    if not info["reachable"] and module.params["fail_on_unreachable"]:
+        module.fail_json(msg=info["conn_err_msg"], changed=False, **info)
+    module.exit_json(changed=False, **info)
+
+
+if __name__ == "__main__":
+    main()
