@@ -50,7 +50,7 @@ ansible-lint: venv link
 
 lint: ruff ansible-lint
 
-sanity: venv
+sanity: venv system-packages
 	tools/sanity.sh
 
 unit: venv link
