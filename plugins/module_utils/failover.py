@@ -1,0 +1,242 @@
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Failover decisions for one tier, from what its members report (pg_node_info results).
+
+Pure functions, no I/O. The rules, in the order they are applied:
+
+* a reachable primary means there is no outage (nothing to do);
+* two or more servers out of recovery is split brain: change nothing, a person decides;
+* otherwise every member that is not a reachable standby must be fenced before
+  anything is promoted, because we cannot see what it is doing;
+* the candidate is the reachable standby with the most WAL received on the newest
+  timeline (ties: named in synchronous_standby_names, then less replay backlog,
+  then inventory order), excluding members marked failover_candidate: false;
+* its lag against the best position anyone reported bounds the data loss; over the
+  bound the decision is a refusal unless data loss is explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import lsn_to_int
+
+DEFAULT_MAX_LAG_BYTES = 1024 * 1024
+
+HEALTHY = "healthy"
+SPLIT_BRAIN = "split_brain"
+FAILOVER = "failover"
+REFUSED = "refused"
+
+
+@dataclass
+class Member:
+    """One tier member as observed: its name, pg_node_info result and inventory flags."""
+
+    name: str
+    info: Dict[str, Any]
+    failover_candidate: bool = True
+
+    @property
+    def reachable(self) -> bool:
+        return bool(self.info.get("reachable"))
+
+    @property
+    def is_primary(self) -> bool:
+        return self.reachable and self.info.get("in_recovery") is False
+
+    @property
+    def is_standby(self) -> bool:
+        return self.reachable and self.info.get("in_recovery") is True
+
+    @property
+    def received(self) -> Optional[int]:
+        return lsn_to_int(self.info.get("received_lsn")) or lsn_to_int(self.info.get("replay_lsn"))
+
+    @property
+    def replayed(self) -> Optional[int]:
+        return lsn_to_int(self.info.get("replay_lsn"))
+
+    @property
+    def timeline(self) -> int:
+        return int(self.info.get("timeline_id") or 0)
+
+    @property
+    def slot_name(self) -> str:
+        return slot_name_for(self.name)
+
+
+@dataclass
+class Decision:
+    """What to do, and the evidence for it, as returned to the playbook."""
+
+    action: str
+    reason: str
+    primary: Optional[str] = None
+    candidate: Optional[str] = None
+    fence: List[str] = field(default_factory=list)
+    standbys_to_repoint: List[str] = field(default_factory=list)
+    estimated_data_loss_bytes: Optional[int] = None
+    candidate_lag_bytes: Optional[int] = None
+    best_known_lsn: Optional[str] = None
+    evidence: List[str] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "action": self.action,
+            "reason": self.reason,
+            "primary": self.primary,
+            "candidate": self.candidate,
+            "fence": self.fence,
+            "standbys_to_repoint": self.standbys_to_repoint,
+            "estimated_data_loss_bytes": self.estimated_data_loss_bytes,
+            "candidate_lag_bytes": self.candidate_lag_bytes,
+            "best_known_lsn": self.best_known_lsn,
+            "evidence": self.evidence,
+        }
+
+
+def slot_name_for(member_name: str) -> str:
+    """Replication slot / application_name for an inventory host: [a-z0-9_] only."""
+    return re.sub(r"[^a-z0-9_]", "_", member_name.lower())
+
+
+def int_to_lsn(position: Optional[int]) -> Optional[str]:
+    if position is None:
+        return None
+    return "%X/%X" % (position >> 32, position & 0xFFFFFFFF)
+
+
+def synchronous_names(setting: Optional[str]) -> List[str]:
+    """Standby names listed in synchronous_standby_names ('ANY 1 (a, b)', 'FIRST 1 (a)', 'a, b')."""
+    if not setting:
+        return []
+    inner = re.search(r"\((.*)\)", setting)
+    body = inner.group(1) if inner else setting
+    return [name.strip().strip('"').lower() for name in body.split(",") if name.strip() and name.strip() != "*"]
+
+
+def describe(member: Member) -> str:
+    info = member.info
+    if not member.reachable:
+        return "%s is down (%s)" % (member.name, info.get("conn_err_kind") or "unreachable")
+    if member.is_primary:
+        return "%s is primary on timeline %s at %s" % (member.name, info.get("timeline_id"), info.get("current_lsn"))
+    receiver = info.get("wal_receiver") or {}
+    return "%s is standby on timeline %s, received %s, replayed %s, receiver %s" % (
+        member.name,
+        info.get("timeline_id"),
+        info.get("received_lsn"),
+        info.get("replay_lsn"),
+        receiver.get("status") or "not running",
+    )
+
+
+def best_known_position(members: List[Member], last_primary_lsn: Optional[str] = None) -> Optional[int]:
+    """The furthest WAL position anyone reported: what the old primary had at least."""
+    positions = [member.received for member in members if member.is_standby and member.received is not None]
+    primary_position = lsn_to_int(last_primary_lsn)
+    if primary_position is not None:
+        positions.append(primary_position)
+    return max(positions) if positions else None
+
+
+def rank_candidates(members: List[Member], sync_names: List[str]) -> List[Member]:
+    """Eligible standbys, best first."""
+    standbys = [member for member in members if member.is_standby and member.failover_candidate]
+    if not standbys:
+        return []
+    newest_timeline = max(member.timeline for member in standbys)
+    order = {member.name: index for index, member in enumerate(members)}
+
+    def sort_key(member: Member) -> tuple:
+        backlog = (member.received or 0) - (member.replayed or 0)
+        return (-(member.received or 0), member.slot_name not in sync_names, backlog, order[member.name])
+
+    return sorted((member for member in standbys if member.timeline == newest_timeline), key=sort_key)
+
+
+def decide(
+    members: List[Member],
+    requested_candidate: Optional[str] = None,
+    max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
+    allow_data_loss: bool = False,
+    last_primary_lsn: Optional[str] = None,
+    sync_standby_names: Optional[str] = None,
+) -> Decision:
+    """The whole decision for one tier."""
+    evidence = [describe(member) for member in members]
+    primaries = [member for member in members if member.is_primary]
+    if len(primaries) > 1:
+        names = ", ".join(member.name for member in primaries)
+        return Decision(SPLIT_BRAIN, "more than one server reports itself primary: %s" % names, evidence=evidence)
+    if primaries:
+        return Decision(
+            HEALTHY,
+            "%s is a reachable, writable primary" % primaries[0].name,
+            primary=primaries[0].name,
+            evidence=evidence,
+        )
+
+    to_fence = [member.name for member in members if not member.is_standby]
+    sync_names = synchronous_names(sync_standby_names) or _sync_names_from_members(members)
+    ranked = rank_candidates(members, sync_names)
+    if requested_candidate:
+        ranked = [member for member in ranked if member.name == requested_candidate]
+        if not ranked:
+            return Decision(
+                REFUSED,
+                "requested candidate %s is not a reachable standby on the newest timeline eligible for failover"
+                % requested_candidate,
+                fence=to_fence,
+                evidence=evidence,
+            )
+    if not ranked:
+        return Decision(REFUSED, "no reachable standby is eligible for promotion", fence=to_fence, evidence=evidence)
+
+    candidate = ranked[0]
+    best = best_known_position(members, last_primary_lsn)
+    lag = max(0, (best or 0) - (candidate.replayed or candidate.received or 0))
+    loss = max(0, (best or 0) - (candidate.received or 0))
+    decision = Decision(
+        FAILOVER,
+        "no reachable primary; promote %s" % candidate.name,
+        candidate=candidate.name,
+        fence=to_fence,
+        standbys_to_repoint=[member.name for member in members if member.is_standby and member.name != candidate.name],
+        estimated_data_loss_bytes=loss,
+        candidate_lag_bytes=lag,
+        best_known_lsn=int_to_lsn(best),
+        evidence=evidence,
+    )
+    if lag > max_lag_bytes and not allow_data_loss:
+        decision.action = REFUSED
+        decision.reason = (
+            "candidate %s lags %d bytes behind the best known position %s (bound %d bytes); "
+            "set failover_allow_data_loss=true to promote anyway"
+            % (candidate.name, lag, decision.best_known_lsn, max_lag_bytes)
+        )
+    return decision
+
+
+def _sync_names_from_members(members: List[Member]) -> List[str]:
+    names: List[str] = []
+    for member in members:
+        names.extend(synchronous_names(member.info.get("synchronous_standby_names")))
+    return names
+
+
+def upstream_heard_recently(members: List[Member], silence_s: float) -> List[str]:
+    """Standbys whose WAL receiver heard from its upstream within silence_s: it may be alive."""
+    recent = []
+    for member in members:
+        receiver = member.info.get("wal_receiver") or {}
+        seconds = receiver.get("seconds_since_last_message")
+        if member.is_standby and seconds is not None and seconds < silence_s:
+            recent.append(
+                "%s heard from %s:%s %.1f s ago"
+                % (member.name, receiver.get("sender_host"), receiver.get("sender_port"), seconds)
+            )
+    return recent
