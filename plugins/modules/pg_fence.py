@@ -1,0 +1,177 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_fence
+short_description: Fence a PostgreSQL server on its own host so it can never accept writes again
+version_added: 0.1.0
+description:
+  - Runs on the host of the server to fence (use C(delegate_to) the old primary's host).
+  - Stops every process of the server found by data directory, including orphaned backends of a
+    postmaster that was already killed. A running server gets a fast shutdown (SIGINT) and is
+    killed after O(stop_timeout); a hung server (any of its processes stopped, e.g. SIGSTOP) or
+    O(method=kill) is killed outright, because a hung postmaster never answers a shutdown request.
+  - Then writes C(standby.signal) into the data directory, so a restart by anyone (an init system,
+    an operator) brings the server back read-only instead of as a second primary.
+  - Judges "running" from C(/proc) process states, not from C(postmaster.pid) or C(kill -0): a
+    killed postmaster can linger as a zombie.
+  - Idempotent. In check mode it reports the plan (processes, signals, files) and changes nothing.
+author:
+  - PenguinMails Database Operations (@penguinmails)
+options:
+  data_dir:
+    description: Data directory of the server to fence.
+    type: path
+    required: true
+  method:
+    description:
+      - V(auto) fast shutdown for a responsive server, kill for a hung one.
+      - V(fast) and V(immediate) send SIGINT / SIGQUIT to the postmaster, then SIGKILL after O(stop_timeout).
+      - V(kill) sends SIGKILL to every process of the server at once.
+    type: str
+    default: auto
+    choices: [auto, fast, immediate, kill]
+  stop_timeout:
+    description: Seconds to wait for a shutdown before killing what remains.
+    type: float
+    default: 5
+  standby_signal:
+    description: Write C(standby.signal) so a restart comes back as a standby.
+    type: bool
+    default: true
+notes:
+  - Needs to read C(/proc/<pid>/cwd) and signal the server's processes, so run it as root
+    (C(become)) or as the server's OS user.
+  - With an init system that restarts PostgreSQL on exit, stop or mask that unit as well;
+    C(standby.signal) keeps such a restart read-only in the meantime.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Fence the old primary before anything is promoted
+  penguinmails.dbops.pg_fence:
+    data_dir: "{{ hostvars[old_primary].pg_data_dir }}"
+    stop_timeout: 3
+  delegate_to: "{{ old_primary }}"
+  become: true
+
+- name: Hard fence, no shutdown attempt
+  penguinmails.dbops.pg_fence:
+    data_dir: /var/lib/postgresql/15/main
+    method: kill
+"""
+
+RETURN = r"""
+fenced:
+  description: True when no process of the server is alive and (if requested) standby.signal is in place.
+  returned: always
+  type: bool
+  sample: true
+was_running:
+  description: Whether any process of the server was alive before fencing.
+  returned: always
+  type: bool
+  sample: true
+hung:
+  description: Whether any process of the server was in the stopped state (SIGSTOP, ptrace).
+  returned: always
+  type: bool
+  sample: false
+method:
+  description: How the server was (or would be) stopped; C(none) when nothing was running.
+  returned: always
+  type: str
+  sample: fast
+postmaster_pid:
+  description: PID recorded in postmaster.pid, if any.
+  returned: always
+  type: int
+  sample: 43121
+processes:
+  description: PIDs of the server's live processes found before fencing.
+  returned: always
+  type: list
+  elements: int
+  sample: [43121, 43122, 43123]
+actions:
+  description: What was done (or, in check mode, would be done).
+  returned: always
+  type: list
+  elements: str
+  sample: ["sent SIGINT to postmaster 43121", "wrote /srv/pg/data/standby.signal"]
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import (
+    STANDBY_SIGNAL,
+    describe_plan,
+    plan_fence,
+    processes_in,
+    stop_processes,
+    write_standby_signal,
+)
+
+
+def state_for_diff(data_dir: str, running: bool) -> str:
+    signal_present = os.path.exists(os.path.join(data_dir, STANDBY_SIGNAL))
+    return "running: %s\nstandby.signal: %s\n" % ("yes" if running else "no", "present" if signal_present else "absent")
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "data_dir": {"type": "path", "required": True},
+            "method": {"type": "str", "default": "auto", "choices": ["auto", "fast", "immediate", "kill"]},
+            "stop_timeout": {"type": "float", "default": 5.0},
+            "standby_signal": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    data_dir = module.params["data_dir"]
+    if not os.path.isfile(os.path.join(data_dir, "PG_VERSION")):
+        module.fail_json(
+            msg="%s is not a PostgreSQL data directory (no PG_VERSION); check data_dir for this host" % data_dir
+        )
+
+    plan = plan_fence(data_dir, module.params["method"], module.params["standby_signal"])
+    result = {
+        "changed": plan.changes_anything,
+        "was_running": plan.running,
+        "hung": plan.hung,
+        "method": plan.method,
+        "postmaster_pid": plan.postmaster_pid,
+        "processes": sorted(plan.processes),
+        "actions": describe_plan(plan),
+        "fenced": not plan.changes_anything,
+    }
+    before = state_for_diff(data_dir, plan.running)
+    if module.check_mode or not plan.changes_anything:
+        if plan.changes_anything:
+            result["diff"] = {"before": before, "after": "running: no\nstandby.signal: present\n"}
+        module.exit_json(**result)
+
+    try:
+        actions = stop_processes(plan, module.params["stop_timeout"])
+        if plan.write_standby_signal:
+            actions.append(write_standby_signal(data_dir))
+    except (OSError, RuntimeError) as error:
+        module.fail_json(msg="fencing %s failed: %s" % (data_dir, error), **result)
+    result["actions"] = actions
+    result["fenced"] = not processes_in(data_dir)
+    result["diff"] = {"before": before, "after": state_for_diff(data_dir, not result["fenced"])}
+    if not result["fenced"]:
+        module.fail_json(msg="processes of %s are still alive after fencing" % data_dir, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
