@@ -18,8 +18,10 @@ Pure functions, no I/O. The rules, in the order they are applied:
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import lsn_to_int
 
@@ -240,3 +242,44 @@ def upstream_heard_recently(members: List[Member], silence_s: float) -> List[str
                 % (member.name, receiver.get("sender_host"), receiver.get("sender_port"), seconds)
             )
     return recent
+
+
+def observe(members: List[Dict[str, Any]], base: Any, collect: Any, workers: int = 16) -> List[Member]:
+    """One concurrent look at every member; `collect(params) -> node info` is pg_node_info's collector."""
+
+    def look(member: Dict[str, Any]) -> Member:
+        params = base.__class__(**{**base.__dict__, "host": member["login_host"], "port": int(member["login_port"])})
+        return Member(member["name"], collect(params), bool(member.get("failover_candidate", True)))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(members)))) as pool:
+        return list(pool.map(look, members))
+
+
+def observe_with_grace(
+    members: List[Dict[str, Any]],
+    base: Any,
+    collect: Any,
+    grace_s: float,
+    interval_s: float,
+    clock: Any = None,
+    sleep: Any = None,
+) -> Tuple[List[Member], int, Optional[str]]:
+    """Look until a primary answers or grace_s has passed since the first look.
+
+    Returns the last observation, how many looks it took, and the last WAL position a
+    primary reported during the grace period (it bounds the data loss if it then died).
+    """
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
+    started = clock()
+    looks = 0
+    last_primary_lsn = None
+    while True:
+        observed = observe(members, base, collect)
+        looks += 1
+        primaries = [member for member in observed if member.is_primary]
+        for member in primaries:
+            last_primary_lsn = member.info.get("current_lsn") or last_primary_lsn
+        if primaries or clock() - started >= grace_s:
+            return observed, looks, last_primary_lsn
+        sleep(interval_s)

@@ -1,0 +1,32 @@
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""tier_members: inventory hosts -> the member list the fleet-style modules take."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+
+def member_of(name, host_vars):
+    try:
+        port = host_vars["pg_port"]
+    except KeyError:
+        raise AnsibleFilterError("inventory host %s has no pg_port" % name) from None
+    return {
+        "name": name,
+        "login_host": host_vars.get("ansible_host") or name,
+        "login_port": int(port),
+        "failover_candidate": bool(host_vars.get("failover_candidate", True)),
+    }
+
+
+def tier_members(host_names, hostvars):
+    """[{name, login_host, login_port, failover_candidate}] for the given inventory hosts."""
+    if isinstance(host_names, str):
+        raise AnsibleFilterError("tier_members expects a list of inventory host names, e.g. groups['oltp']")
+    return [member_of(name, hostvars[name]) for name in host_names]
+
+
+class FilterModule:
+    def filters(self):
+        return {"tier_members": tier_members}

@@ -1,0 +1,209 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_failover_plan
+short_description: Observe a PostgreSQL tier and decide whether, and how, to fail over
+version_added: 0.1.0
+description:
+  - Looks at every member of a tier at once (one process, one thread per member, each connection
+    bounded by its own timeouts) and decides, with the evidence, one of
+    C(healthy) (a reachable primary exists; change nothing),
+    C(split_brain) (more than one server is out of recovery; change nothing, a person decides),
+    C(failover) (no primary answers; fence O(members) in RV(decision.fence), promote RV(decision.candidate)),
+    or C(refused) (no safe candidate, or the candidate lags beyond O(max_lag_bytes)).
+  - A primary that does not answer is looked at again for O(grace_period) seconds, so a blip is not an outage.
+  - The candidate is the reachable standby with the most WAL received on the newest timeline; ties go to a
+    standby named in C(synchronous_standby_names), then less replay backlog, then inventory order.
+    Members with C(failover_candidate=false) are never chosen.
+  - Also reports which standbys heard from their upstream within O(upstream_silence) seconds
+    (RV(upstream_heard_recently)): if the old primary cannot be fenced, that is the sign it may still
+    be serving writes behind a partition.
+  - Read-only; runs on the controller; C(changed) is always false.
+author:
+  - PenguinMails Database Operations (@penguinmails)
+extends_documentation_fragment:
+  - penguinmails.dbops.postgres
+options:
+  members:
+    description: The tier's servers, in inventory order.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Inventory name of the server.
+        type: str
+        required: true
+      login_host:
+        description: Host the controller connects to.
+        type: str
+        required: true
+      login_port:
+        description: Port of the server.
+        type: int
+        required: true
+      failover_candidate:
+        description: Whether this server may be promoted.
+        type: bool
+        default: true
+  candidate:
+    description: Promote this member instead of the best ranked one; it must qualify like any other.
+    type: str
+  max_lag_bytes:
+    description: Refuse a candidate whose replayed position is further than this behind the best known position.
+    type: int
+    default: 1048576
+  allow_data_loss:
+    description: Promote even when the candidate lags beyond O(max_lag_bytes); the loss is reported.
+    type: bool
+    default: false
+  grace_period:
+    description: Seconds to keep looking for a primary before calling it an outage.
+    type: float
+    default: 1.0
+  grace_interval:
+    description: Seconds between looks during the grace period.
+    type: float
+    default: 0.25
+  upstream_silence:
+    description:
+      - A standby that heard from its upstream more recently than this many seconds
+        is evidence that the upstream is alive.
+    type: float
+    default: 10
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Decide
+  penguinmails.dbops.pg_failover_plan:
+    members: "{{ groups[incident_tier] | penguinmails.dbops.tier_members(hostvars) }}"
+    login_user: "{{ dbops_login_user }}"
+    login_password: "{{ dbops_login_password }}"
+    connect_timeout: 2
+  delegate_to: localhost
+  run_once: true
+  register: plan
+
+- name: Decide, with explicit members
+  penguinmails.dbops.pg_failover_plan:
+    members:
+      - {name: oltp-1, login_host: 10.0.1.11, login_port: 5432}
+      - {name: oltp-2, login_host: 10.0.1.12, login_port: 5432}
+      - {name: oltp-3, login_host: 10.0.1.13, login_port: 5432, failover_candidate: false}
+    login_user: dbops_admin
+    login_password: "{{ vault_dbops_password }}"
+    allow_data_loss: false
+"""
+
+RETURN = r"""
+decision:
+  description:
+    - C(action) (healthy, split_brain, failover, refused), C(reason), C(primary), C(candidate), C(fence) (members to
+      fence before promoting), C(standbys_to_repoint), C(estimated_data_loss_bytes), C(candidate_lag_bytes),
+      C(best_known_lsn), C(evidence) (one line per member).
+  returned: always
+  type: dict
+  sample: {"action": "failover", "candidate": "oltp-2", "fence": ["oltp-1"], "estimated_data_loss_bytes": 0}
+members:
+  description: What each member reported (pg_node_info's result), keyed by name.
+  returned: always
+  type: dict
+  sample: {"oltp-1": {"reachable": false, "conn_err_kind": "refused"}}
+looks:
+  description: How many times the tier was observed (more than one when the grace period was used).
+  returned: always
+  type: int
+  sample: 3
+upstream_heard_recently:
+  description: Standbys whose WAL receiver heard from its upstream within O(upstream_silence) seconds.
+  returned: always
+  type: list
+  elements: str
+  sample: ["oltp-2 heard from 127.0.0.1:5401 0.4 s ago"]
+observe_seconds:
+  description: Wall time spent observing.
+  returned: always
+  type: float
+  sample: 1.07
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import (
+    decide,
+    observe_with_grace,
+    upstream_heard_recently,
+)
+from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import collect_node_info
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    HAS_PSYCOPG2,
+    PSYCOPG2_IMPORT_ERROR,
+    ConnectionParams,
+    connection_argument_spec,
+)
+
+
+def main() -> None:
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        members={
+            "type": "list",
+            "elements": "dict",
+            "required": True,
+            "options": {
+                "name": {"type": "str", "required": True},
+                "login_host": {"type": "str", "required": True},
+                "login_port": {"type": "int", "required": True},
+                "failover_candidate": {"type": "bool", "default": True},
+            },
+        },
+        candidate={"type": "str"},
+        max_lag_bytes={"type": "int", "default": 1048576},
+        allow_data_loss={"type": "bool", "default": False},
+        grace_period={"type": "float", "default": 1.0},
+        grace_interval={"type": "float", "default": 0.25},
+        upstream_silence={"type": "float", "default": 10.0},
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    if not module.params["members"]:
+        module.fail_json(msg="members is empty: the tier has no servers in the inventory")
+
+    started = time.monotonic()
+    observed, looks, last_primary_lsn = observe_with_grace(
+        module.params["members"],
+        ConnectionParams.from_module_params(module.params),
+        collect_node_info,
+        module.params["grace_period"],
+        module.params["grace_interval"],
+    )
+    decision = decide(
+        observed,
+        requested_candidate=module.params["candidate"],
+        max_lag_bytes=module.params["max_lag_bytes"],
+        allow_data_loss=module.params["allow_data_loss"],
+        last_primary_lsn=last_primary_lsn,
+    )
+    module.exit_json(
+        changed=False,
+        decision=decision.as_dict(),
+        members={member.name: member.info for member in observed},
+        looks=looks,
+        upstream_heard_recently=upstream_heard_recently(observed, module.params["upstream_silence"]),
+        observe_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+if __name__ == "__main__":
+    main()
