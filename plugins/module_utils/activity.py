@@ -1,0 +1,289 @@
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Sessions of pg_stat_activity: find them by filters, and cancel or terminate them safely.
+
+The seed's "check active queries" is `SESSIONS_CTE` filtered by `SessionFilter`.
+Safety rules that no option can lift:
+
+* only `backend_type = 'client backend'`: replication senders, autovacuum,
+  background and parallel workers are never listed nor signalled;
+* never the module's own backend;
+* superuser sessions are signalled only with `allow_superuser`.
+
+Signalling is race-safe: the statement that calls pg_cancel_backend /
+pg_terminate_backend re-evaluates every filter at that instant and only
+touches the (pid, backend_start) pairs that were listed, so a session that
+finished (or a pid reused by a new backend) in between is left alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    ConnectionParams,
+    execute,
+    fetch_dicts,
+    rows_as_dicts,
+    statement_text,
+)
+
+QUERY_PREVIEW_CHARS = 100
+SESSION_STATES = (
+    "active",
+    "idle",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "fastpath function call",
+    "disabled",
+)
+ACTIONS = ("list", "cancel", "terminate")
+SIGNAL_FUNCTIONS = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
+# Which timestamp a session's age is measured from; the seed measures from query_start.
+DURATION_BASES = {
+    "query_start": "query_start",
+    "xact_start": "xact_start",
+    "state_change": "state_change",
+    "backend_start": "backend_start",
+}
+
+# Every session of the server once, with who blocks whom computed a single time:
+# pg_blocking_pids() per session, then "blocking" as the reverse relation in memory.
+SESSIONS_CTE = """WITH everyone AS (
+  SELECT a.pid, a.backend_start, a.backend_type, a.usename, a.datname, a.application_name,
+         a.client_addr, a.state, a.query_start, a.xact_start, a.state_change,
+         a.wait_event_type, a.wait_event, a.query,
+         coalesce(r.rolsuper, false) AS superuser,
+         pg_blocking_pids(a.pid) AS blocked_by
+  FROM pg_stat_activity a
+  LEFT JOIN pg_roles r ON r.oid = a.usesysid
+),
+sessions AS (
+  SELECT e.*,
+         ARRAY(SELECT o.pid FROM everyone o WHERE e.pid = ANY(o.blocked_by) ORDER BY o.pid) AS blocking,
+         EXTRACT(EPOCH FROM (now() - e.query_start))::float8 AS duration_seconds,
+         EXTRACT(EPOCH FROM (now() - e.xact_start))::float8 AS xact_duration_seconds,
+         EXTRACT(EPOCH FROM (now() - e.state_change))::float8 AS state_duration_seconds,
+         EXTRACT(EPOCH FROM (now() - {basis}))::float8 AS age_seconds
+  FROM everyone e
+  WHERE e.backend_type = 'client backend' AND e.pid <> pg_backend_pid()
+)"""
+
+SESSION_COLUMNS = f"""
+  s.pid, s.usename, host(s.client_addr) AS client_addr, s.state, s.query_start,
+  s.duration_seconds, left(s.query, {QUERY_PREVIEW_CHARS}) AS query_preview,
+  s.datname, s.application_name, s.backend_start, s.xact_start, s.state_change,
+  s.xact_duration_seconds, s.state_duration_seconds, s.wait_event_type, s.wait_event,
+  s.superuser, s.blocked_by, s.blocking"""
+
+
+@dataclass
+class SessionFilter:
+    """Which sessions an invocation is about; None / empty means "any"."""
+
+    states: List[str] = field(default_factory=lambda: ["active"])
+    min_duration: Optional[float] = None
+    duration_basis: str = "query_start"
+    users: List[str] = field(default_factory=list)
+    databases: List[str] = field(default_factory=list)
+    application_names: List[str] = field(default_factory=list)
+    client_addresses: List[str] = field(default_factory=list)
+    wait_event_types: List[str] = field(default_factory=list)
+    wait_events: List[str] = field(default_factory=list)
+    blocked: Optional[bool] = None
+    blocking: Optional[bool] = None
+    pids: List[int] = field(default_factory=list)
+
+    @classmethod
+    def from_module_params(cls, params: Dict[str, Any]) -> SessionFilter:
+        states = params.get("states")
+        return cls(
+            states=list(states) if states is not None else ["active"],
+            min_duration=params.get("min_duration"),
+            duration_basis=params.get("duration_basis") or "query_start",
+            users=list(params.get("users") or []),
+            databases=list(params.get("databases") or []),
+            application_names=list(params.get("application_names") or []),
+            client_addresses=list(params.get("client_addresses") or []),
+            wait_event_types=list(params.get("wait_event_types") or []),
+            wait_events=list(params.get("wait_events") or []),
+            blocked=params.get("blocked"),
+            blocking=params.get("blocking"),
+            pids=[int(pid) for pid in params.get("pids") or []],
+        )
+
+    def validate(self) -> None:
+        unknown = [state for state in self.states if state not in SESSION_STATES]
+        if unknown:
+            raise ValueError("unknown session state(s) %s; expected some of %s" % (unknown, list(SESSION_STATES)))
+        if self.duration_basis not in DURATION_BASES:
+            raise ValueError("duration_basis must be one of %s" % sorted(DURATION_BASES))
+        if self.min_duration is not None and self.min_duration < 0:
+            raise ValueError("min_duration must not be negative")
+
+    def narrows(self) -> bool:
+        """True when something beyond the state picks the sessions (required to signal)."""
+        return bool(
+            self.min_duration
+            or self.users
+            or self.databases
+            or self.application_names
+            or self.client_addresses
+            or self.wait_event_types
+            or self.wait_events
+            or self.blocked is not None
+            or self.blocking is not None
+            or self.pids
+        )
+
+
+def filter_conditions(session_filter: SessionFilter) -> Tuple[List[str], Dict[str, Any]]:
+    """SQL conditions on the `sessions` CTE (alias s) and their named parameters."""
+    conditions: List[str] = []
+    params: Dict[str, Any] = {}
+
+    def any_of(column: str, name: str, values: Sequence[Any], cast: str = "text[]") -> None:
+        if values:
+            conditions.append("%s = ANY(%%(%s)s::%s)" % (column, name, cast))
+            params[name] = list(values)
+
+    any_of("s.state", "states", session_filter.states)
+    any_of("s.usename", "users", session_filter.users)
+    any_of("s.datname", "databases", session_filter.databases)
+    any_of("s.application_name", "application_names", session_filter.application_names)
+    any_of("s.wait_event_type", "wait_event_types", session_filter.wait_event_types)
+    any_of("s.wait_event", "wait_events", session_filter.wait_events)
+    any_of("s.pid", "pids", session_filter.pids, "int[]")
+    if session_filter.client_addresses:
+        conditions.append("s.client_addr <<= ANY(%(client_addresses)s::inet[])")
+        params["client_addresses"] = list(session_filter.client_addresses)
+    if session_filter.min_duration is not None:
+        conditions.append("s.age_seconds >= %(min_duration)s")
+        params["min_duration"] = float(session_filter.min_duration)
+    if session_filter.blocked is not None:
+        conditions.append("%scardinality(s.blocked_by) > 0" % ("" if session_filter.blocked else "NOT "))
+    if session_filter.blocking is not None:
+        conditions.append("%scardinality(s.blocking) > 0" % ("" if session_filter.blocking else "NOT "))
+    return conditions, params
+
+
+def sessions_cte(session_filter: SessionFilter) -> str:
+    return SESSIONS_CTE.format(basis="e.%s" % DURATION_BASES[session_filter.duration_basis])
+
+
+def where_clause(conditions: Sequence[str]) -> str:
+    return "WHERE " + "\n  AND ".join(conditions) if conditions else ""
+
+
+def list_statement(session_filter: SessionFilter) -> Tuple[str, Dict[str, Any]]:
+    """The seed's "check active queries", filtered; oldest first like the seed's ORDER BY."""
+    conditions, params = filter_conditions(session_filter)
+    text = "%s\nSELECT %s\nFROM sessions s\n%s\nORDER BY s.query_start NULLS LAST, s.pid" % (
+        sessions_cte(session_filter),
+        SESSION_COLUMNS,
+        where_clause(conditions),
+    )
+    return text, params
+
+
+def signal_statement(
+    session_filter: SessionFilter, action: str, targets: Sequence[Dict[str, Any]], allow_superuser: bool
+) -> Tuple[str, Dict[str, Any]]:
+    """Signal only listed (pid, backend_start) pairs that still match every filter right now."""
+    function = SIGNAL_FUNCTIONS[action]
+    conditions, params = filter_conditions(session_filter)
+    conditions.append(
+        "(s.pid, s.backend_start) IN (SELECT * FROM unnest(%(target_pids)s::int[], %(target_starts)s::timestamptz[]))"
+    )
+    if not allow_superuser:
+        conditions.append("NOT s.superuser")
+    params["target_pids"] = [target["pid"] for target in targets]
+    params["target_starts"] = [target["backend_start"] for target in targets]
+    text = "%s\nSELECT s.pid, %s(s.pid) AS signalled\nFROM sessions s\n%s\nORDER BY s.pid" % (
+        sessions_cte(session_filter),
+        function,
+        where_clause(conditions),
+    )
+    return text, params
+
+
+def preview(session: Dict[str, Any]) -> Dict[str, Any]:
+    """The fields reported for a session that was (or would be) acted on."""
+    return {
+        "pid": session["pid"],
+        "user": session.get("usename"),
+        "database": session.get("datname"),
+        "application_name": session.get("application_name"),
+        "client_addr": session.get("client_addr"),
+        "state": session.get("state"),
+        "duration_seconds": round_or_none(session.get("duration_seconds")),
+        "query_preview": (session.get("query_preview") or "")[:QUERY_PREVIEW_CHARS],
+    }
+
+
+def round_or_none(value: Optional[float], digits: int = 3) -> Optional[float]:
+    return None if value is None else round(float(value), digits)
+
+
+def split_targets(
+    sessions: Sequence[Dict[str, Any]], allow_superuser: bool
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(sessions that may be signalled, sessions skipped with a reason)."""
+    targets, skipped = [], []
+    for session in sessions:
+        if session.get("superuser") and not allow_superuser:
+            entry = preview(session)
+            entry["reason"] = "superuser session; set allow_superuser to include it"
+            skipped.append(entry)
+        else:
+            targets.append(session)
+    return targets, skipped
+
+
+def list_sessions(conn: Any, params: ConnectionParams, session_filter: SessionFilter) -> List[Dict[str, Any]]:
+    text, args = list_statement(session_filter)
+    return fetch_dicts(conn, params, text, args)
+
+
+def signal_sessions(
+    conn: Any,
+    params: ConnectionParams,
+    session_filter: SessionFilter,
+    action: str,
+    targets: Sequence[Dict[str, Any]],
+    allow_superuser: bool,
+) -> Tuple[List[int], str]:
+    """Signal the targets; return (pids the server accepted the signal for, the statement sent)."""
+    text, args = signal_statement(session_filter, action, targets, allow_superuser)
+    rendered = statement_text(conn, text, args)
+    rows = rows_as_dicts(execute(conn, params, text, args))
+    return [row["pid"] for row in rows if row["signalled"]], rendered
+
+
+def wait_until_gone(
+    conn: Any,
+    params: ConnectionParams,
+    sessions: Sequence[Dict[str, Any]],
+    timeout: float,
+    interval: float = 0.1,
+) -> List[int]:
+    """Poll until the (pid, backend_start) pairs left pg_stat_activity; return those still there."""
+    if not sessions:
+        return []
+    args = {
+        "pids": [session["pid"] for session in sessions],
+        "starts": [session["backend_start"] for session in sessions],
+    }
+    text = (
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE (pid, backend_start) IN (SELECT * FROM unnest(%(pids)s::int[], %(starts)s::timestamptz[])) "
+        "ORDER BY pid"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = [row["pid"] for row in fetch_dicts(conn, params, text, args)]
+        if not remaining or time.monotonic() >= deadline:
+            return remaining
+        time.sleep(interval)
