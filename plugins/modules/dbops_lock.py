@@ -1,0 +1,149 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: dbops_lock
+short_description: Serialise remediation runs for a tier with a lock file
+version_added: 0.1.0
+description:
+  - O(state=present) takes the lock named O(name) in O(lock_dir), waiting up to O(wait) seconds
+    for another run to release it; when it cannot, it fails and names the run that holds it.
+    Taking a lock the same O(owner) already holds is a no-op (a rerun continues).
+  - A lock older than O(ttl) seconds belonged to a run that died; it is taken over and the previous
+    holder is reported.
+  - O(state=absent) releases the lock if O(owner) holds it.
+  - The lock file must be on storage every run sees - the controller for runs started on one
+    machine; a shared path (or C(delegate_to) one lock host) when runs start on several AWX nodes.
+  - Locking is bookkeeping, not a change to the fleet: C(changed) is always false, so a rerun of a
+    remediated incident stays idempotent. Check mode takes and releases locks too, because a
+    rehearsal in check mode must not race a real run either.
+author:
+  - PenguinMails Database Operations (@penguinmails)
+options:
+  name:
+    description: Lock name, e.g. C(db_outage-oltp).
+    type: str
+    required: true
+  lock_dir:
+    description: Directory holding lock files.
+    type: path
+    required: true
+  owner:
+    description: Who takes the lock; a run-unique value such as the incident id plus the playbook start time.
+    type: str
+    required: true
+  incident_id:
+    description: Incident the run belongs to, shown to whoever finds the lock taken.
+    type: str
+    default: ''
+  state:
+    description: V(present) to take the lock, V(absent) to release it.
+    type: str
+    default: present
+    choices: [present, absent]
+  wait:
+    description: Seconds to wait for a held lock.
+    type: float
+    default: 60
+  ttl:
+    description: Seconds after which a lock is considered abandoned.
+    type: float
+    default: 900
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: One outage run per tier at a time
+  penguinmails.dbops.dbops_lock:
+    name: "db_outage-{{ incident_tier }}"
+    lock_dir: "{{ dbops_lock_dir }}"
+    owner: "{{ dbops_run_id }}"
+    incident_id: "{{ incident_id }}"
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+lock:
+  description: Outcome, C(acquired), C(held) (already ours), C(took_over) (stale), C(released), C(not_held).
+  returned: always
+  type: str
+  sample: acquired
+path:
+  description: The lock file.
+  returned: always
+  type: str
+  sample: ./incidents/locks/db_outage-oltp.lock
+previous_holder:
+  description: The holder found in the lock file, when there was one.
+  returned: always
+  type: dict
+  sample: {"owner": "INC-1-1795716372", "incident_id": "INC-1", "host": "awx-1", "pid": 4242}
+waited_seconds:
+  description: Seconds spent waiting for the lock.
+  returned: always
+  type: float
+  sample: 0.0
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.runlock import (
+    acquire,
+    describe_holder,
+    lock_path,
+    release,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "lock_dir": {"type": "path", "required": True},
+            "owner": {"type": "str", "required": True},
+            "incident_id": {"type": "str", "default": ""},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            "wait": {"type": "float", "default": 60.0},
+            "ttl": {"type": "float", "default": 900.0},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    path = lock_path(params["lock_dir"], params["name"])
+    started = time.monotonic()
+    try:
+        if params["state"] == "present":
+            outcome, holder = acquire(path, params["owner"], params["incident_id"], params["ttl"], params["wait"])
+        else:
+            outcome, holder = release(path, params["owner"])
+    except OSError as error:
+        module.fail_json(msg="lock %s at %s: %s" % (params["name"], path, error))
+    result = {
+        "changed": False,
+        "lock": outcome,
+        "path": path,
+        "previous_holder": holder or {},
+        "waited_seconds": round(time.monotonic() - started, 3),
+    }
+    if outcome == "busy":
+        module.fail_json(
+            msg="%s is locked by another run: %s; waited %.0f s. Let it finish, or remove %s if that run is gone"
+            % (params["name"], describe_holder(holder), params["wait"], path),
+            **result,
+        )
+    if outcome == "held_by_other":
+        module.fail_json(msg="not releasing %s: it is held by %s" % (params["name"], describe_holder(holder)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
