@@ -156,7 +156,9 @@ class Follower:
         )
         conn = connect(params)
         try:
-            require_primary(conn, params)
+            # In check mode the candidate has not been promoted yet: plan against it as it is.
+            if not self.check_mode:
+                require_primary(conn, params)
             for name in names:
                 if not execute(conn, params, SLOT_EXISTS, (name,)).fetchone():
                     self.run(conn, params, CREATE_SLOT, (name,))
