@@ -187,7 +187,11 @@ _FAILURE_RULES = (
         r"session is read-only|server is in hot standby mode|not a primary|is a standby",
         "target_session_attrs did not match this server's role",
     ),
-    ("timeout", r"timeout expired|timed out", "the server did not answer in time: hung, overloaded or unreachable"),
+    (
+        "timeout",
+        r"timeout expired|timed out|statement timeout",
+        "the server did not answer in time: hung, overloaded or unreachable",
+    ),
     (
         "network",
         r"no route to host|network is unreachable|connection reset|server closed the connection",
@@ -278,8 +282,21 @@ def _install_wait_callback() -> None:
         psycopg2.extensions.set_wait_callback(wait_with_deadline)
 
 
-def connect(params: ConnectionParams, autocommit: bool = True) -> Any:
-    """Open a connection or raise ConnectionFailure. Statements then get query_timeout each."""
+def startup_options(settings: Optional[Dict[str, Any]]) -> str:
+    """libpq `options` that apply session settings at connection start, at no extra round trip."""
+    words = []
+    for name, value in (settings or {}).items():
+        escaped = str(value).replace("\\", "\\\\").replace(" ", "\\ ")
+        words.append("-c %s=%s" % (name, escaped))
+    return " ".join(words)
+
+
+def connect(params: ConnectionParams, autocommit: bool = True, settings: Optional[Dict[str, Any]] = None) -> Any:
+    """Open a connection or raise ConnectionFailure. Statements then get query_timeout each.
+
+    `settings` (e.g. statement_timeout, default_transaction_read_only) are sent in the
+    startup packet; PostgreSQL only: PgBouncer's console refuses startup options.
+    """
     if not HAS_PSYCOPG2:
         raise ConnectionFailure(
             "missing_library", "the psycopg2 Python library is required on the host running the module"
@@ -290,7 +307,10 @@ def connect(params: ConnectionParams, autocommit: bool = True) -> Any:
         return DeadlineConnection(dsn, async_, operation_timeout=params.connect_timeout)
 
     try:
-        conn = psycopg2.connect(connection_factory=factory, **params.libpq_kwargs())
+        kwargs = params.libpq_kwargs()
+        if settings:
+            kwargs["options"] = startup_options(settings)
+        conn = psycopg2.connect(connection_factory=factory, **kwargs)
     except (psycopg2.Error, OperationTimeout) as error:
         raise describe_failure(params, "connect", error) from None
     conn.operation_timeout = params.query_timeout
