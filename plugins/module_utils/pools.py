@@ -171,8 +171,13 @@ def grade(value: Optional[float], warning: float, critical: float) -> Tuple[str,
     return "OK", warning
 
 
-def finding(check: str, value: Any, status: str, threshold: Any, message: str, **where: Any) -> Dict[str, Any]:
-    entry = {"check": check, "status": status, "value": value, "threshold": threshold, "message": message}
+def finding(
+    check: str, value: Any, status: str, threshold: Any, message: str, unit: Optional[str] = None, **where: Any
+) -> Dict[str, Any]:
+    """pg_health's finding shape {check, status, value, threshold, unit, subject, message}, plus pool/database."""
+    entry = {"check": check, "status": status, "value": value, "threshold": threshold, "unit": unit}
+    entry["subject"] = where.get("pool") or where.get("database")
+    entry["message"] = message
     entry.update(where)
     return entry
 
@@ -189,6 +194,7 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
             status,
             threshold,
             "%s clients waiting for a server connection in pool %s" % (pool["cl_waiting"], where["pool"]),
+            "clients",
             **where,
         )
     )
@@ -200,6 +206,7 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
             status,
             threshold,
             "oldest waiting client of pool %s has waited %.3f s" % (where["pool"], pool["maxwait_seconds"]),
+            "s",
             **where,
         )
     )
@@ -215,7 +222,7 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
             utilization,
             pool["reserve_pool"],
         )
-    findings.append(finding("utilization", utilization, status, threshold, message, **where))
+    findings.append(finding("utilization", utilization, status, threshold, message, "%", **where))
     return findings
 
 
@@ -261,6 +268,7 @@ def client_connection_finding(snapshot: Dict[str, Any], pools, thresholds: Thres
         status,
         threshold,
         "%s client connections of max_client_conn %s (%s%%)" % (used, max_client_conn, share),
+        "%",
         pool=None,
         database=None,
         clients=used,
@@ -281,7 +289,9 @@ def all_findings(
 
 
 def unreachable_finding(endpoint: str, message: str) -> Dict[str, Any]:
-    return finding("connection", False, "CRITICAL", True, message, pool=None, database=None, endpoint=endpoint)
+    entry = finding("connection", False, "CRITICAL", True, message, pool=None, database=None)
+    entry["subject"] = endpoint
+    return entry
 
 
 def overall_status(findings: Sequence[Dict[str, Any]]) -> str:

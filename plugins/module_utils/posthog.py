@@ -285,6 +285,8 @@ def condition_finding(condition: Dict[str, Any], alerts: Sequence[Dict[str, Any]
         "status": status,
         "value": max(values) if values else None,
         "threshold": condition.get("threshold"),
+        "unit": condition.get("unit") or None,
+        "subject": condition["name"],
         "message": message,
         "condition": condition["name"],
         "alerts": [alert["id"] for alert in matched],
@@ -312,6 +314,8 @@ def unreachable_finding(error: PostHogError) -> Dict[str, Any]:
         "status": "WARNING",
         "value": False,
         "threshold": True,
+        "unit": None,
+        "subject": None,
         "message": "%s; the database itself is the source of truth" % error,
     }
 

@@ -15,7 +15,8 @@ description:
     C(pool_size) and C(reserve_pool), utilization (busy server connections in percent of
     C(pool_size)) and the longest wait (C(maxwait) plus C(maxwait_us)).
   - Grades findings OK, WARNING or CRITICAL like check_postgres, each
-    C({check, status, value, threshold, message, pool, database}). Checks are C(waiting_clients),
+    C({check, status, value, threshold, unit, subject, message, pool, database}), the shape of
+    pg_health's findings. Checks are C(waiting_clients),
     C(maxwait), C(utilization) (the runbook alerts at 90%), C(database_state) (paused or disabled
     databases), C(client_connections) (against C(max_client_conn)) and C(connection) when
     PgBouncer cannot be reached.
@@ -205,8 +206,9 @@ status:
 findings:
   description:
     - One entry per check and pool, C(check), C(status) (OK, WARNING, CRITICAL), C(value),
-      C(threshold) (the one crossed, or the warning threshold when OK), C(message),
-      C(pool) (C(database/user) or null) and C(database).
+      C(threshold) (the one crossed, or the warning threshold when OK), C(unit), C(subject)
+      (the pool, database or endpoint concerned), C(message), C(pool) (C(database/user) or null)
+      and C(database).
   returned: always
   type: list
   elements: dict

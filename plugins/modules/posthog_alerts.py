@@ -175,7 +175,8 @@ firing:
 findings:
   description:
     - One per condition, C(check) (C(posthog_<name>)), C(status) (OK, WARNING, CRITICAL), C(value)
-      (highest last value of firing matching alerts), C(threshold), C(message), C(condition),
+      (highest last value of firing matching alerts), C(threshold), C(unit), C(subject) (the condition),
+      C(message), C(condition),
       C(alerts) and C(firing_alerts) (IDs). A single C(posthog_reachable) WARNING when PostHog could not be read.
   returned: always
   type: list
