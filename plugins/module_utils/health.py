@@ -1056,4 +1056,6 @@ def failure_message(name: str, result: Dict[str, Any]) -> str:
     details = "; ".join("%s %s: %s" % (found["status"], found["check"], found["message"]) for found in problems[:5])
     if len(problems) > 5:
         details += "; and %d more" % (len(problems) - 5)
-    return "health of %s (%s) is %s: %s" % (name, result.get("endpoint"), result.get("status"), details)
+    endpoint = result.get("endpoint")
+    where = name if name == endpoint or not endpoint else "%s (%s)" % (name, endpoint)
+    return "health of %s is %s: %s" % (where, result.get("status"), details)
