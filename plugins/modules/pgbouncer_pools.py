@@ -131,9 +131,9 @@ options:
     default: false
   pool_tiers:
     description:
-      - Tier of each PgBouncer database for new C(connection_pool_config) rows, for example
-        C({penguinmails_oltp: oltp}). A database not listed keeps the tier of its existing row,
-        or is filed under its own name.
+      - Tier of each PgBouncer database for new C(connection_pool_config) rows, a mapping of
+        database name to tier name (see the examples). A database not listed keeps the tier of its
+        existing row, or is filed under its own name.
     type: dict
     default: {}
 attributes:
