@@ -30,12 +30,8 @@ help:
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	@# ensurepip inside `python3 -m venv` has been seen to fail once and then pass
-	@# on these machines; a half-made venv is removed and the creation retried.
-	@test -x $(BIN)/python || for attempt in 1 2 3; do \
-		python3 -m venv $(VENV) && break; \
-		echo "venv: creation failed (attempt $$attempt), retrying" >&2; rm -rf $(VENV); sleep 2; \
-	done; test -x $(BIN)/python
+	@# (Re)create the venv unless it has a working pip: an interrupted creation leaves a python without pip.
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && python3 -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
