@@ -1,0 +1,257 @@
+"""Servers for the pg_health and fleet-mode integration tests.
+
+`HealthLab` is one primary with two streaming standbys (physical slots), the
+smallest topology on which every finding of pg_health can be produced for real
+(a paused standby, replica lag seen from the primary, a SIGSTOPped member).
+
+It is a throwaway trio started here: ports DBOPS_TEST_PORT_BASE + 70..72
+(default base 57000), data under DBOPS_TEST_LAB_ROOT (default /var/tmp), run as
+the `postgres` OS user when the tests run as root, every process stopped by its
+PID at the end. Tests only use the interface below, so it can be pointed at the
+session lab (tests/integration/conftest.py) without touching them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import psycopg2
+import pytest
+from diag_support import PG_BIN_CANDIDATES, as_postgres, process_alive, stop_pid, wait_until
+
+ADMIN_USER = "dbops_admin"
+ADMIN_PASSWORD = "health-admin-secret-6617"
+APPLICATION = "dbops-health-tests"
+
+
+@dataclass
+class Member:
+    name: str
+    port: int
+    data_dir: Path
+    host: str = "127.0.0.1"
+
+    def postmaster_pid(self) -> int:
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
+    def process_tree(self) -> List[int]:
+        """The postmaster and every process it forked (a hung server is all of them)."""
+        root = self.postmaster_pid()
+        pids = [root]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == root:
+                        pids.append(int(entry.name))
+        return pids
+
+
+@dataclass
+class HealthLab:
+    primary: Member
+    standbys: List[Member]
+    admin_user: str = ADMIN_USER
+    admin_password: str = ADMIN_PASSWORD
+    root: Optional[Path] = None
+    _stop: List[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def members(self) -> List[Member]:
+        return [self.primary, *self.standbys]
+
+    def args(self, member: Member, **extra: Any) -> Dict[str, Any]:
+        args = {
+            "login_host": member.host,
+            "login_port": member.port,
+            "login_user": self.admin_user,
+            "login_password": self.admin_password,
+            "connect_timeout": 3,
+            "query_timeout": 5,
+        }
+        args.update(extra)
+        return args
+
+    def connect(self, member: Member, dbname: str = "postgres", application_name: str = APPLICATION) -> Any:
+        conn = psycopg2.connect(
+            host=member.host,
+            port=member.port,
+            user=self.admin_user,
+            password=self.admin_password,
+            dbname=dbname,
+            application_name=application_name,
+            connect_timeout=5,
+        )
+        conn.autocommit = True
+        return conn
+
+    def query(self, member: Member, statement: str, args: Any = None, dbname: str = "postgres") -> List[tuple]:
+        conn = self.connect(member, dbname, application_name="dbops-health-observer")
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement, args)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def stopped(self, member: Member) -> Iterator[List[int]]:
+        """SIGSTOP the member's postmaster and all its children; SIGCONT them afterwards, always."""
+        pids = member.process_tree()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield pids
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+    def restart(self, member: Member, between: Any = None) -> None:
+        """Fast shutdown by PID, run `between()` while it is down, start it again."""
+        stop_pid(member.data_dir / "postmaster.pid")
+        if between is not None:
+            between()
+        log = member.data_dir.parent / ("%s.log" % member.name)
+        _run([str(PG_BIN_CANDIDATES[0] / "pg_ctl"), "-D", str(member.data_dir), "-l", str(log), "-w", "start"])
+
+    def wait_streaming(self, timeout: float = 30) -> None:
+        expected = len(self.standbys)
+        ok = wait_until(
+            lambda: (
+                self.query(self.primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")[0][0]
+                == expected
+            ),
+            timeout=timeout,
+        )
+        assert ok, "standbys are not streaming from the primary"
+
+
+def _run(argv: List[str]) -> None:
+    completed = subprocess.run(as_postgres(argv), capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise AssertionError("%s failed: %s %s" % (argv[0], completed.stdout, completed.stderr))
+
+
+def _configure(data: Path, port: int, socket_dir: Path) -> None:
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\n# dbops health tests\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"
+            "max_connections = 40\nshared_buffers = 16MB\nwal_level = replica\nmax_wal_senders = 6\n"
+            "max_replication_slots = 6\nhot_standby = on\nwal_keep_size = 0\nmax_wal_size = 64MB\n"
+            "hot_standby_feedback = off\nmax_standby_streaming_delay = 30s\nlog_min_messages = warning\n"
+            % (port, socket_dir)
+        )
+
+
+@contextlib.contextmanager
+def throwaway_health_lab() -> Iterator[HealthLab]:
+    if not PG_BIN_CANDIDATES:
+        pytest.skip("PostgreSQL server binaries are needed (make system-packages)")
+    pg_bin = PG_BIN_CANDIDATES[0]
+    base = int(os.environ.get("DBOPS_TEST_PORT_BASE", "57000")) + 70
+    root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))
+    root_parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="dbops-health-", dir=str(root_parent)))
+    os.chmod(root, 0o755)
+    primary = Member("pg-primary", base, root / "primary")
+    standbys = [Member("pg-standby-%d" % number, base + number, root / ("standby%d" % number)) for number in (1, 2)]
+    lab = HealthLab(primary=primary, standbys=standbys, root=root)
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres")
+        password_file = root / "pw"
+        password_file.write_text(ADMIN_PASSWORD + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(password_file, "postgres")
+        _run(
+            [
+                str(pg_bin / "initdb"),
+                "-D",
+                str(primary.data_dir),
+                "-U",
+                ADMIN_USER,
+                "--pwfile",
+                str(password_file),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--data-checksums",
+                "--no-instructions",
+            ]
+        )
+        _configure(primary.data_dir, primary.port, root)
+        _run(
+            [
+                str(pg_bin / "pg_ctl"),
+                "-D",
+                str(primary.data_dir),
+                "-l",
+                str(root / ("%s.log" % primary.name)),
+                "-w",
+                "start",
+            ]
+        )
+        lab._stop.append(lambda: stop_pid(primary.data_dir / "postmaster.pid"))
+        for number, standby in enumerate(standbys, start=1):
+            _run(
+                [
+                    str(pg_bin / "pg_basebackup"),
+                    "-h",
+                    str(root),
+                    "-p",
+                    str(primary.port),
+                    "-U",
+                    ADMIN_USER,
+                    "-D",
+                    str(standby.data_dir),
+                    "-R",
+                    "-C",
+                    "-S",
+                    "standby_%d" % number,
+                    "-X",
+                    "stream",
+                ]
+            )
+            with open(standby.data_dir / "postgresql.auto.conf", "a") as auto:
+                auto.write("port = %d\ncluster_name = '%s'\n" % (standby.port, standby.name))
+            _run(
+                [
+                    str(pg_bin / "pg_ctl"),
+                    "-D",
+                    str(standby.data_dir),
+                    "-l",
+                    str(root / ("%s.log" % standby.name)),
+                    "-w",
+                    "start",
+                ]
+            )
+            lab._stop.append(lambda data=standby.data_dir: stop_pid(data / "postmaster.pid"))
+        lab.wait_streaming()
+        yield lab
+    finally:
+        for member in lab.members:  # a test that failed inside `stopped` must not leave a frozen server
+            with contextlib.suppress(Exception):
+                for pid in member.process_tree():
+                    os.kill(pid, signal.SIGCONT)
+        for stop in reversed(lab._stop):
+            stop()
+        deadline = time.monotonic() + 10
+        while any(_alive(member) for member in lab.members) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(member: Member) -> bool:
+    try:
+        return process_alive(member.postmaster_pid())
+    except (OSError, ValueError):
+        return False
