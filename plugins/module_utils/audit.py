@@ -3,12 +3,14 @@
 """Hash-chained audit lines and secret redaction for penguinmails.dbops.
 
 An audit file is JSON Lines. Every line is one JSON object whose ``seq`` is its
-1-based line number and whose ``prev`` is the SHA-256 (hex) of the exact bytes
-of the previous line (without its newline); the first line's ``prev`` is 64
-zeros. Editing, inserting, deleting or reordering a line therefore breaks the
-chain at a line the verifier can name. (Cutting lines off the end leaves a
-valid shorter chain: compare the head hash with a copy shipped to syslog or
-HTTP to catch that.)
+1-based line number, whose ``prev`` is the SHA-256 (hex) of the exact bytes of
+the previous line (without its newline; 64 zeros for the first line) and whose
+last key, ``hash``, is the SHA-256 of the line's own text without that key.
+An edit to any line, the last one included, no longer matches its own hash; an
+edit that also recomputes ``hash`` no longer matches the next line's ``prev``;
+an inserted or deleted line breaks ``seq``. The verifier names the line.
+Rewriting the whole tail, or cutting lines off the end, leaves a valid shorter
+chain: compare the head hash with the copy shipped to syslog or HTTP.
 
 Standard library only: the audit callback, the dbops_audit_verify module and
 the tools/audit_verify CLI all use this file, the CLI without Ansible.
@@ -23,6 +25,7 @@ import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 GENESIS = "0" * 64
+SELF_HASH = re.compile(r',"hash":"([0-9a-f]{64})"\}$')
 MASK = "********"
 TAIL_CHUNK = 65536
 
@@ -71,10 +74,17 @@ def line_hash(line: str) -> str:
 
 
 def render_line(record: Mapping[str, Any], seq: int, prev: str) -> str:
-    """Serialise one record as a chained line: seq and prev first, compact, ASCII-only."""
+    """Serialise one record as a chained line: seq and prev first, its own hash last; compact, ASCII-only."""
     body = {"seq": seq, "prev": prev}
-    body.update((key, value) for key, value in record.items() if key not in ("seq", "prev"))
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=True, default=str)
+    body.update((key, value) for key, value in record.items() if key not in ("seq", "prev", "hash"))
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=True, default=str)
+    return text[:-1] + ',"hash":"' + line_hash(text) + '"}'
+
+
+def own_hash_matches(line: str) -> bool:
+    """Whether the line's ``hash`` is the SHA-256 of the line without it."""
+    found = SELF_HASH.search(line)
+    return bool(found) and line_hash(line[: found.start()] + "}") == found.group(1)
 
 
 def tail_line(handle) -> Optional[bytes]:
@@ -131,42 +141,48 @@ def append_record(path: str, record: Mapping[str, Any], fsync: bool = True) -> s
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def check_line(number: int, line: str, expected_prev: str) -> Optional[str]:
-    """Why line ``number`` breaks the chain, or None when it is intact."""
+def check_line(number: int, line: str, expected_prev: str) -> Optional[Tuple[int, str]]:
+    """(line to blame, why) when line ``number`` breaks the chain, or None when it is intact."""
     try:
         body = json.loads(line)
     except ValueError:
-        return "not valid JSON (edited or truncated)"
+        return number, "not valid JSON (edited or truncated)"
     if not isinstance(body, dict):
-        return "not a JSON object"
+        return number, "not a JSON object"
     if body.get("seq") != number:
-        return f"seq is {body.get('seq')!r}, expected {number} (a line was inserted, deleted or moved)"
+        return number, f"seq is {body.get('seq')!r}, expected {number} (a line was inserted, deleted or moved)"
+    if not own_hash_matches(line):
+        return number, "the line was edited: its content does not match its own hash"
     if body.get("prev") != expected_prev:
         if number == 1:
-            return "prev is not the genesis hash (lines before it were removed)"
-        return f"prev does not match the SHA-256 of line {number - 1} (line {number - 1} was edited or removed)"
+            return 1, "prev is not the genesis hash (lines before it were removed)"
+        return number - 1, (
+            f"the line was rewritten: its SHA-256 is not the prev that line {number} recorded for it"
+            f" (or line {number}'s prev was changed)"
+        )
     return None
 
 
 def verify_lines(lines: Iterable[bytes]) -> Dict[str, Any]:
     """Walk a chain. Returns ok, lines (count checked), head (hash of the last good line) and the first break."""
-    expected_prev = GENESIS
+    expected_prev = previous_head = GENESIS
     count = 0
     for count, raw in enumerate(lines, start=1):
         if not raw.endswith(b"\n"):
-            return _broken(count, "the line has no newline (the file was truncated)", expected_prev)
+            return _broken(count, "the line has no newline (the file was truncated)", head=expected_prev)
         try:
             line = raw[:-1].decode("utf-8")
         except UnicodeDecodeError:
-            return _broken(count, "not valid UTF-8", expected_prev)
+            return _broken(count, "not valid UTF-8", head=expected_prev)
         problem = check_line(count, line, expected_prev)
         if problem:
-            return _broken(count, problem, expected_prev)
-        expected_prev = line_hash(line)
+            return _broken(*problem, head=expected_prev if problem[0] == count else previous_head)
+        previous_head, expected_prev = expected_prev, line_hash(line)
     return {"ok": True, "lines": count, "head": expected_prev if count else None, "broken_line": None, "reason": None}
 
 
 def _broken(number: int, reason: str, head: str) -> Dict[str, Any]:
+    """A failed verification: ``lines`` intact lines before ``number``, ``head`` the hash of the last of them."""
     return {
         "ok": False,
         "lines": number - 1,
