@@ -93,12 +93,12 @@ def test_quiet_pools_are_ok(servers):
 def test_saturated_pool_is_critical(servers):
     """pool_size 3 + reserve 1, held by 3 open transactions; 4 more clients must wait."""
     with hold_sessions() as holder:
-        for _ in range(servers.pool_size):
+        for _index in range(servers.pool_size):
             conn = holder.keep(servers.app_connect(via_pgbouncer=True))
             conn.autocommit = False
             with conn.cursor() as cursor:
                 cursor.execute("SELECT 1")  # transaction open: the server connection stays linked
-        for _ in range(4):
+        for _index in range(4):
             holder.run_in_background(servers.app_connect(via_pgbouncer=True), "SELECT pg_sleep(20)")
         time.sleep(1.5)  # past reserve_pool_timeout (1 s) and the 1 s maxwait warning
 
@@ -130,7 +130,7 @@ def test_saturated_pool_is_critical(servers):
 
 def test_client_connections_near_max_client_conn(servers):
     with hold_sessions() as holder:
-        for _ in range(34):  # + the module's own console connection = 35 of 40
+        for _index in range(34):  # + the module's own console connection = 35 of 40
             holder.keep(servers.app_connect(via_pgbouncer=True))
         result = run_module("pgbouncer_pools", servers.pgbouncer_args())
     [clients] = [item for item in result["findings"] if item["check"] == "client_connections"]
@@ -161,12 +161,12 @@ def test_record_sample_check_mode_then_for_real(metrics_tables):
     )
     before = count_metric_rows(servers)
     with hold_sessions() as holder:
-        for _ in range(servers.pool_size):
+        for _index in range(servers.pool_size):
             conn = holder.keep(servers.app_connect(via_pgbouncer=True))
             conn.autocommit = False
             with conn.cursor() as cursor:
                 cursor.execute("SELECT 1")
-        for _ in range(2):
+        for _index in range(2):
             holder.run_in_background(servers.app_connect(via_pgbouncer=True), "SELECT pg_sleep(20)")
         assert wait_until(lambda: oltp_pool(run_module("pgbouncer_pools", servers.pgbouncer_args()))["cl_waiting"])
 

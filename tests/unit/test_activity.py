@@ -24,7 +24,7 @@ def test_defaults_follow_the_runbook():
 
 
 def test_only_client_backends_and_never_our_own():
-    text, _ = list_statement(SessionFilter(states=[]))
+    text, _params = list_statement(SessionFilter(states=[]))
     assert "e.backend_type = 'client backend'" in text
     assert "e.pid <> pg_backend_pid()" in text
 
@@ -64,7 +64,7 @@ def test_every_filter_is_a_parameter_never_interpolated():
     [("query_start", "e.query_start"), ("xact_start", "e.xact_start"), ("state_change", "e.state_change")],
 )
 def test_duration_basis_picks_a_known_column(basis, column):
-    text, _ = list_statement(SessionFilter(duration_basis=basis, min_duration=1))
+    text, _params = list_statement(SessionFilter(duration_basis=basis, min_duration=1))
     assert "EXTRACT(EPOCH FROM (now() - %s))::float8 AS age_seconds" % column in text
 
 
@@ -95,7 +95,7 @@ def test_signal_statement_rechecks_filters_for_the_listed_sessions_only():
     assert "NOT s.superuser" in text
     assert params["target_pids"] == [11, 12]
     assert params["target_starts"] == [started, started]
-    allowed, _ = signal_statement(SessionFilter(min_duration=30), "cancel", targets, allow_superuser=True)
+    allowed, _params = signal_statement(SessionFilter(min_duration=30), "cancel", targets, allow_superuser=True)
     assert "pg_cancel_backend(s.pid)" in allowed
     assert "NOT s.superuser" not in allowed
 

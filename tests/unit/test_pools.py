@@ -133,9 +133,9 @@ POOLS_125 = [
 ]
 
 
-def snapshot(databases, pools, used_clients=None, config=CONFIG_ROWS):
+def snapshot(databases, pools, used_clients=None, config=None):
     lists = [] if used_clients is None else [{"list": "used_clients", "items": used_clients}]
-    return {"config": config, "databases": databases, "pools": pools, "lists": lists, "stats": []}
+    return {"config": config or CONFIG_ROWS, "databases": databases, "pools": pools, "lists": lists, "stats": []}
 
 
 def test_number_reads_the_first_present_column_and_text():
@@ -219,7 +219,7 @@ def test_paused_database_and_client_connection_pressure_on_125():
 
 def test_client_connections_fall_back_to_the_pools_without_show_lists():
     data = snapshot(DATABASES_118, POOLS_118)
-    pools, _ = summarise_pools(data)
+    pools, _limits = summarise_pools(data)
     assert client_connections(data, pools) == 63
 
 
