@@ -28,6 +28,11 @@ def follow_conninfo(current: str, host: str, port: int, application_name: str) -
     return make_dsn(**settings)
 
 
+def same_conninfo(left: str, right: str) -> bool:
+    """Equal as settings, whatever the order or quoting of the strings."""
+    return (parse_dsn(left) if left else {}) == (parse_dsn(right) if right else {})
+
+
 def mask_conninfo(conninfo: str) -> str:
     """primary_conninfo fit for output: secrets replaced."""
     if not conninfo:

@@ -57,6 +57,12 @@ options:
         description: Port of this standby.
         type: int
         required: true
+      failover_candidate:
+        description:
+          - Ignored; accepted so the output of the P(penguinmails.dbops.tier_members#filter) filter
+            can be passed as it is.
+        type: bool
+        default: true
   create_slots:
     description: Create a missing physical slot on the primary for each standby.
     type: bool
@@ -116,7 +122,11 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     require_primary,
     statement_text,
 )
-from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import follow_conninfo, mask_conninfo
+from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import (
+    follow_conninfo,
+    mask_conninfo,
+    same_conninfo,
+)
 
 SLOT_EXISTS = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
 CREATE_SLOT = "SELECT pg_create_physical_replication_slot(%s, true)"
@@ -187,8 +197,9 @@ class Follower:
                 conninfo, self.module.params["primary_host"], self.module.params["primary_port"], slot
             )
             state = {"slot": slot, "conninfo_before": mask_conninfo(conninfo), "conninfo_after": mask_conninfo(wanted)}
-            state["changed"] = wanted != conninfo or slot_now != slot
-            if wanted != conninfo:
+            conninfo_changes = not same_conninfo(wanted, conninfo)
+            state["changed"] = conninfo_changes or slot_now != slot
+            if conninfo_changes:
                 self.run(conn, params, SET_CONNINFO, (wanted,), (mask_conninfo(wanted),))
             if slot_now != slot:
                 self.run(conn, params, SET_SLOT, (slot,))
@@ -214,6 +225,7 @@ def main() -> None:
                 "name": {"type": "str", "required": True},
                 "login_host": {"type": "str", "required": True},
                 "login_port": {"type": "int", "required": True},
+                "failover_candidate": {"type": "bool", "default": True},
             },
         },
         create_slots={"type": "bool", "default": True},

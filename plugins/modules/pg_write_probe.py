@@ -52,6 +52,12 @@ options:
         description: Port.
         type: int
         required: true
+      failover_candidate:
+        description:
+          - Ignored; accepted so the output of the P(penguinmails.dbops.tier_members#filter) filter
+            can be passed as it is.
+        type: bool
+        default: true
   replica_login_user:
     description: Login for the replicas; defaults to O(login_user).
     type: str
@@ -213,6 +219,7 @@ def main() -> None:
                 "name": {"type": "str", "required": True},
                 "login_host": {"type": "str", "required": True},
                 "login_port": {"type": "int", "required": True},
+                "failover_candidate": {"type": "bool", "default": True},
             },
         },
         replica_login_user={"type": "str"},

@@ -66,3 +66,10 @@ def test_missing_entry_is_added_inside_the_databases_section():
 def test_ini_without_databases_section_is_an_error():
     with pytest.raises(ValueError):
         update_database_entry("[pgbouncer]\nlisten_port = 1\n", "x", {"host": "h"})
+
+
+def test_same_conninfo_ignores_order_and_quoting():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import same_conninfo
+
+    assert same_conninfo("host=a port=1 user=r", "user='r' port=1 host=a")
+    assert not same_conninfo("host=a port=1", "host=a port=2")
