@@ -357,6 +357,11 @@ def format_utc(moment: dt.datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def parse_utc(text: str) -> dt.datetime:
+    """The inverse of format_utc (also accepts an explicit offset)."""
+    return dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text).astimezone(UTC)
+
+
 def default_policy() -> Dict[str, Any]:
     """The seed's policy, as the incident role's defaults repeat it (a unit test keeps them equal)."""
     return {

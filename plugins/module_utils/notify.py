@@ -347,9 +347,10 @@ def deliver_all(
     header: Mapping[str, Any],
     channels: Mapping[str, Any],
     timeout: float,
-    send: Callable[..., str] = deliver,
+    send: Optional[Callable[..., str]] = None,
 ) -> List[Dict[str, Any]]:
     """Attempt each delivery; after a channel fails once, the rest of its deliveries are not attempted."""
+    send = send or deliver
     outcomes = []
     down: Dict[str, str] = {}
     for item in plans:
