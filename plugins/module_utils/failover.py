@@ -83,6 +83,8 @@ class Decision:
     estimated_data_loss_bytes: Optional[int] = None
     candidate_lag_bytes: Optional[int] = None
     best_known_lsn: Optional[str] = None
+    synchronous_standby_names: Optional[str] = None
+    durability_reduced: bool = False
     evidence: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, Any]:
@@ -96,6 +98,8 @@ class Decision:
             "estimated_data_loss_bytes": self.estimated_data_loss_bytes,
             "candidate_lag_bytes": self.candidate_lag_bytes,
             "best_known_lsn": self.best_known_lsn,
+            "synchronous_standby_names": self.synchronous_standby_names,
+            "durability_reduced": self.durability_reduced,
             "evidence": self.evidence,
         }
 
@@ -118,6 +122,32 @@ def synchronous_names(setting: Optional[str]) -> List[str]:
     inner = re.search(r"\((.*)\)", setting)
     body = inner.group(1) if inner else setting
     return [name.strip().strip('"').lower() for name in body.split(",") if name.strip() and name.strip() != "*"]
+
+
+_SYNC_SETTING = re.compile(r"^\s*(?:(?P<method>ANY|FIRST)\s+)?(?:(?P<num>\d+)\s*)?\((?P<names>.*)\)\s*$", re.IGNORECASE)
+
+
+def synchronous_after_promotion(
+    current: Optional[str], remaining: List[str], strict: bool
+) -> Tuple[Optional[str], bool]:
+    """(synchronous_standby_names for the promoted server, durability reduced?).
+
+    The promoted server inherits a list naming members that are now fenced; commits
+    would wait for acknowledgements that cannot come. The list becomes the standbys
+    that remain, with the same method and at most as many required as remain. With
+    none left, commits go asynchronous (like Patroni's non-strict synchronous mode)
+    unless strict, where they keep waiting for a standby to return.
+    """
+    if not current or not current.strip():
+        return None, False
+    match = _SYNC_SETTING.match(current)
+    method = (match.group("method") or "FIRST").upper() if match else "FIRST"
+    wanted = int(match.group("num") or 1) if match else 1
+    if not remaining:
+        return (None, False) if strict else ("", True)
+    required = min(wanted, len(remaining))
+    names = ", ".join(slot_name_for(name) for name in remaining)
+    return "%s %d (%s)" % (method, required, names), required < wanted
 
 
 def describe(member: Member) -> str:
@@ -167,6 +197,7 @@ def decide(
     allow_data_loss: bool = False,
     last_primary_lsn: Optional[str] = None,
     sync_standby_names: Optional[str] = None,
+    strict_synchronous: bool = False,
 ) -> Decision:
     """The whole decision for one tier."""
     evidence = [describe(member) for member in members]
@@ -212,6 +243,10 @@ def decide(
         candidate_lag_bytes=lag,
         best_known_lsn=int_to_lsn(best),
         evidence=evidence,
+    )
+    candidate_setting = candidate.info.get("synchronous_standby_names")
+    decision.synchronous_standby_names, decision.durability_reduced = synchronous_after_promotion(
+        candidate_setting, decision.standbys_to_repoint, strict_synchronous
     )
     if lag > max_lag_bytes and not allow_data_loss:
         decision.action = REFUSED

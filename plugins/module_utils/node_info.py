@@ -36,6 +36,9 @@ SELECT
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
   END AS primary_timeline_id,
   (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline_id,
+  CASE WHEN pg_is_in_recovery() THEN
+    (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$')
+  END AS history_timeline_id,
   current_setting('synchronous_standby_names') AS synchronous_standby_names,
   pg_postmaster_start_time() AS postmaster_start_time,
   now() AS server_time,
@@ -113,13 +116,18 @@ def role_of(in_recovery: Optional[bool]) -> str:
 
 
 def timeline_of(row: Dict[str, Any]) -> Optional[int]:
-    """Primary: the timeline it writes; standby: the newest one it has received or replayed."""
+    """Primary: the timeline it writes; standby: the newest one it has received or replayed.
+
+    A standby's checkpoint timeline lags until its next restartpoint, and its WAL receiver
+    may not be running; the newest timeline history file it holds says it followed a switch.
+    """
     if row.get("primary_timeline_id") is not None:
         return row["primary_timeline_id"]
     receiver = row.get("wal_receiver") or {}
     received = receiver.get("received_tli")
     checkpoint = row.get("checkpoint_timeline_id")
-    candidates = [tli for tli in (received, checkpoint) if tli]
+    history = row.get("history_timeline_id")
+    candidates = [tli for tli in (received, checkpoint, history) if tli]
     return max(candidates) if candidates else None
 
 

@@ -69,6 +69,14 @@ options:
     description: Seconds between looks during the grace period.
     type: float
     default: 0.25
+  strict_synchronous:
+    description:
+      - The candidate inherits a C(synchronous_standby_names) naming members that are now fenced; the plan
+        rewrites it to the standbys that remain (RV(decision.synchronous_standby_names)).
+      - When none remain, commits become asynchronous and RV(decision.durability_reduced) is true, unless this
+        is true, in which case the setting is left alone and commits wait until a synchronous standby returns.
+    type: bool
+    default: false
   upstream_silence:
     description:
       - A standby that heard from its upstream more recently than this many seconds
@@ -109,7 +117,8 @@ decision:
   description:
     - C(action) (healthy, split_brain, failover, refused), C(reason), C(primary), C(candidate), C(fence) (members to
       fence before promoting), C(standbys_to_repoint), C(estimated_data_loss_bytes), C(candidate_lag_bytes),
-      C(best_known_lsn), C(evidence) (one line per member).
+      C(best_known_lsn), C(synchronous_standby_names) (for the promoted server; null leaves it alone),
+      C(durability_reduced), C(evidence) (one line per member).
   returned: always
   type: dict
   sample: {"action": "failover", "candidate": "oltp-2", "fence": ["oltp-1"], "estimated_data_loss_bytes": 0}
@@ -173,6 +182,7 @@ def main() -> None:
         grace_period={"type": "float", "default": 1.0},
         grace_interval={"type": "float", "default": 0.25},
         upstream_silence={"type": "float", "default": 10.0},
+        strict_synchronous={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
@@ -194,6 +204,7 @@ def main() -> None:
         max_lag_bytes=module.params["max_lag_bytes"],
         allow_data_loss=module.params["allow_data_loss"],
         last_primary_lsn=last_primary_lsn,
+        strict_synchronous=module.params["strict_synchronous"],
     )
     module.exit_json(
         changed=False,

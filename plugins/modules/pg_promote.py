@@ -31,8 +31,9 @@ options:
     default: 30
   synchronous_standby_names:
     description:
-      - When set, the promoted server's C(synchronous_standby_names) after promotion (ALTER SYSTEM and reload),
-        e.g. the tier's remaining standbys. Unset leaves the setting alone.
+      - When set, the promoted server's C(synchronous_standby_names), e.g. the tier's remaining standbys.
+        Applied with ALTER SYSTEM and a reload just before promoting, so commits never wait for a fenced member.
+        Unset leaves the setting alone.
     type: str
 attributes:
   check_mode:
@@ -152,8 +153,12 @@ def main() -> None:
             apply_sync_names(conn, params, module.params["synchronous_standby_names"], result["executed_queries"])
             result["changed"] = bool(result["executed_queries"])
         elif module.check_mode:
-            result.update(changed=True, state="would_promote", executed_queries=[promote_text])
+            planned = [promote_text]
+            if module.params["synchronous_standby_names"] is not None:
+                planned.insert(0, statement_text(conn, SET_SYNC_NAMES, (module.params["synchronous_standby_names"],)))
+            result.update(changed=True, state="would_promote", executed_queries=planned)
         else:
+            apply_sync_names(conn, params, module.params["synchronous_standby_names"], result["executed_queries"])
             started = time.monotonic()
             finished = execute(conn, params, PROMOTE, (wait_seconds,)).fetchone()[0]
             result["executed_queries"].append(promote_text)
@@ -169,7 +174,6 @@ def main() -> None:
                     **result,
                 )
             result.update(promoted=True, state="promoted")
-            apply_sync_names(conn, params, module.params["synchronous_standby_names"], result["executed_queries"])
         if result["promoted"]:
             result["timeline_id"] = execute(conn, params, TIMELINE).fetchone()[0]
     except ConnectionFailure as failure:

@@ -132,3 +132,30 @@ def test_synchronous_names(setting, names):
 def test_upstream_heard_recently_flags_a_possible_partition():
     members = [down("db-1"), standby("db-2", "0/1", heard_s=0.8), standby("db-3", "0/1", heard_s=30)]
     assert [line.split()[0] for line in upstream_heard_recently(members, silence_s=5)] == ["db-2"]
+
+
+@pytest.mark.parametrize(
+    ("current", "remaining", "strict", "expected"),
+    [
+        ("ANY 1 (db_2, db_3)", ["db-3"], False, ("ANY 1 (db_3)", False)),
+        ("ANY 2 (db_1, db_2, db_3)", ["db-2"], False, ("ANY 1 (db_2)", True)),
+        ("FIRST 1 (db_1, db_2)", [], False, ("", True)),
+        ("ANY 1 (db_1, db_2)", [], True, (None, False)),
+        ("db_1, db_2", ["db-2"], False, ("FIRST 1 (db_2)", False)),
+        ("", ["db-2"], False, (None, False)),
+    ],
+)
+def test_synchronous_setting_after_promotion(current, remaining, strict, expected):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import synchronous_after_promotion
+
+    assert synchronous_after_promotion(current, remaining, strict) == expected
+
+
+def test_decision_carries_the_promoted_servers_synchronous_setting():
+    members = [down("db-1"), standby("db-2", "0/5000000"), standby("db-3", "0/5000000")]
+    members[1].info["synchronous_standby_names"] = "ANY 1 (db_1, db_3)"
+    members[2].info["synchronous_standby_names"] = "ANY 1 (db_1, db_2)"
+    decision = decide(members)
+    assert decision.candidate == "db-2"
+    assert decision.synchronous_standby_names == "ANY 1 (db_3)"
+    assert not decision.durability_reduced

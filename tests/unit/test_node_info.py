@@ -68,3 +68,8 @@ def test_node_facts_for_a_standby():
     assert facts["replay_paused"] is True
     assert facts["replicas"] == []
     assert facts["timeline_id"] == 1
+
+
+def test_timeline_standby_uses_history_files_when_receiver_is_down():
+    row = {"primary_timeline_id": None, "checkpoint_timeline_id": 1, "wal_receiver": None, "history_timeline_id": 2}
+    assert timeline_of(row) == 2
