@@ -642,9 +642,15 @@ def summarize(findings: Sequence[Finding]) -> Dict[str, Any]:
 
 # --------------------------------------------------------------------------- SQL
 
-_SESSION_COLUMNS = """pid, usename AS "user", datname AS database, application_name,
-             host(client_addr) AS client_addr, state, wait_event_type, wait_event,
-             left(query, {preview}) AS query"""
+# pg_stat_activity is read once per statement: every view reference costs planning time,
+# which is most of the statement's cost on a quiet server.
+_ACTIVITY_CTE = """activity AS MATERIALIZED (
+    SELECT pid, usename AS "user", datname AS database, application_name, host(client_addr) AS client_addr,
+           state, wait_event_type, wait_event, backend_type, xact_start, query_start, state_change,
+           left(query, {preview}) AS query
+    FROM pg_stat_activity)"""
+
+_SESSION_COLUMNS = """pid, "user", database, application_name, client_addr, state, wait_event_type, wait_event, query"""
 
 _SESSIONS_TEMPLATE = """(SELECT json_build_object(
       'count', count(*),
@@ -652,13 +658,12 @@ _SESSIONS_TEMPLATE = """(SELECT json_build_object(
     FROM (SELECT {columns},
              round(EXTRACT(EPOCH FROM now() - {since})::numeric, 1)::float8 AS seconds,
              row_number() OVER (ORDER BY {since}) AS rank
-          FROM pg_stat_activity
+          FROM activity
           WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND {where}) s) AS {name}"""
 
 
 def _sessions_fragment(name: str, since: str, where: str) -> str:
-    columns = _SESSION_COLUMNS.format(preview=QUERY_PREVIEW)
-    return _SESSIONS_TEMPLATE.format(name=name, since=since, where=where, columns=columns, top=TOP_SESSIONS)
+    return _SESSIONS_TEMPLATE.format(name=name, since=since, where=where, columns=_SESSION_COLUMNS, top=TOP_SESSIONS)
 
 
 # On a standby the newest WAL it has is what it received (or replayed, if streaming never started).
@@ -676,27 +681,25 @@ _BACKENDS = """(SELECT json_build_object(
       'idle', count(*) FILTER (WHERE state = 'idle'),
       'idle_in_transaction', count(*) FILTER (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')),
       'waiting_on_lock', count(*) FILTER (WHERE wait_event_type = 'Lock'))
-    FROM pg_stat_activity WHERE backend_type = 'client backend') AS backends"""
+    FROM activity WHERE backend_type = 'client backend') AS backends"""
 
 _LOCKWAIT = """(WITH waits AS MATERIALIZED (
-        SELECT a.pid, a.usename AS "user", a.datname AS database, a.application_name,
-               host(a.client_addr) AS client_addr, a.state, a.wait_event,
+        SELECT a.pid, a."user", a.database, a.application_name, a.client_addr, a.state, a.wait_event,
                pg_blocking_pids(a.pid) AS blocked_by,
                round(EXTRACT(EPOCH FROM now() - coalesce(l.wait_start, a.query_start))::numeric, 1)::float8 AS seconds,
-               left(a.query, {preview}) AS query
-        FROM pg_stat_activity a
+               a.query
+        FROM activity a
         LEFT JOIN (SELECT pid, min({waitstart}) AS wait_start FROM pg_locks WHERE NOT granted GROUP BY pid) l
                ON l.pid = a.pid
         WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid())
     SELECT json_build_object(
       'waits', (SELECT coalesce(json_agg(w ORDER BY w.seconds DESC), '[]') FROM waits w),
       'blockers', (SELECT coalesce(json_agg(b ORDER BY b.pid), '[]') FROM (
-          SELECT pid, usename AS "user", datname AS database, application_name,
-                 host(client_addr) AS client_addr, state, wait_event_type, backend_type,
+          SELECT pid, "user", database, application_name, client_addr, state, wait_event_type, backend_type,
                  round(EXTRACT(EPOCH FROM now() - xact_start)::numeric, 1)::float8 AS xact_seconds,
                  round(EXTRACT(EPOCH FROM now() - state_change)::numeric, 1)::float8 AS state_seconds,
-                 left(query, {preview}) AS query
-          FROM pg_stat_activity
+                 query
+          FROM activity
           WHERE pid IN (SELECT unnest(blocked_by) FROM waits)) b))) AS lockwait"""
 
 _HOT_STANDBY_DELAY = """CASE WHEN pg_is_in_recovery() THEN json_build_object(
@@ -799,7 +802,7 @@ def _fragment(name: str, server_version_num: int) -> str:
     if name == "lockwait":
         # pg_locks.waitstart exists from PostgreSQL 14; before, the query start is the best bound.
         waitstart = "waitstart" if server_version_num >= 140000 else "NULL::timestamptz"
-        return _LOCKWAIT.format(preview=QUERY_PREVIEW, waitstart=waitstart)
+        return _LOCKWAIT.format(waitstart=waitstart)
     if name == "hot_standby_delay":
         return _HOT_STANDBY_DELAY.format(local_lsn=_LOCAL_LSN)
     if name == "replication_slots":
@@ -809,6 +812,9 @@ def _fragment(name: str, server_version_num: int) -> str:
     if name == "database_counters":
         return _DATABASE_COUNTERS
     raise ValueError("unknown fragment %s" % name)
+
+
+_NEEDS_ACTIVITY = ("backends", "txn_idle", "txn_time", "query_time", "lockwait")
 
 
 def fragments_for(checks: Sequence[str]) -> List[str]:
@@ -827,10 +833,14 @@ def health_text(checks: Sequence[str], server_version_num: int, include_sequence
         "pg_is_in_recovery() AS in_recovery",
         "current_database() AS current_database",
     ]
-    columns.extend(_fragment(name, server_version_num) for name in fragments_for(checks))
+    names = fragments_for(checks)
+    columns.extend(_fragment(name, server_version_num) for name in names)
     if include_sequences:
         columns.append("(SELECT row_to_json(q) FROM (%s) q) AS sequences" % SEQUENCE_QUERY)
-    return "SELECT\n  " + ",\n  ".join(columns)
+    select = "SELECT\n  " + ",\n  ".join(columns)
+    if any(name in _NEEDS_ACTIVITY for name in names):
+        return "WITH " + _ACTIVITY_CTE.format(preview=QUERY_PREVIEW) + "\n" + select
+    return select
 
 
 def health_statement(checks: Sequence[str], server_version_num: int, include_sequences: bool) -> Any:

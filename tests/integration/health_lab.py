@@ -1,14 +1,16 @@
-"""Servers for the pg_health and fleet-mode integration tests.
+"""Servers for the pg_health and fleet-mode integration tests (and tools/bench_health.py).
 
-`HealthLab` is one primary with two streaming standbys (physical slots), the
-smallest topology on which every finding of pg_health can be produced for real
-(a paused standby, replica lag seen from the primary, a SIGSTOPped member).
+`HealthLab` is one primary with its streaming standbys (physical slots); the
+tests use one with two standbys, the smallest topology on which every finding
+of pg_health can be produced for real (a paused standby, replica lag seen from
+the primary, a SIGSTOPped member). `throwaway_tiers` starts several such tiers
+(the benchmark's 9-server lab).
 
-It is a throwaway trio started here: ports DBOPS_TEST_PORT_BASE + 70..72
-(default base 57000), data under DBOPS_TEST_LAB_ROOT (default /var/tmp), run as
-the `postgres` OS user when the tests run as root, every process stopped by its
-PID at the end. Tests only use the interface below, so it can be pointed at the
-session lab (tests/integration/conftest.py) without touching them.
+Throwaway servers: ports DBOPS_TEST_PORT_BASE (default 57000) + an offset, data
+under DBOPS_TEST_LAB_ROOT (default /var/tmp), run as the `postgres` OS user when
+run as root, every process stopped by its PID at the end. Tests only use the
+interface below, so it can be pointed at the session lab
+(tests/integration/conftest.py) without touching them.
 """
 
 from __future__ import annotations
@@ -121,8 +123,7 @@ class HealthLab:
         stop_pid(member.data_dir / "postmaster.pid")
         if between is not None:
             between()
-        log = member.data_dir.parent / ("%s.log" % member.name)
-        _run([str(PG_BIN_CANDIDATES[0] / "pg_ctl"), "-D", str(member.data_dir), "-l", str(log), "-w", "start"])
+        _run([str(PG_BIN_CANDIDATES[0] / "pg_ctl"), "-D", str(member.data_dir), "-l", str(_log(member)), "-w", "start"])
 
     def wait_streaming(self, timeout: float = 30) -> None:
         expected = len(self.standbys)
@@ -153,101 +154,108 @@ def _configure(data: Path, port: int, socket_dir: Path) -> None:
         )
 
 
+def _start_tier(pg_bin: Path, root: Path, tier: str, port: int, standbys: int, stops: List[Any]) -> HealthLab:
+    """initdb a primary, pg_basebackup its standbys over physical slots, start them all."""
+    primary = Member("%s-primary" % tier, port, root / tier / "primary")
+    members = [
+        Member("%s-standby-%d" % (tier, number), port + number, root / tier / ("standby%d" % number))
+        for number in range(1, standbys + 1)
+    ]
+    lab = HealthLab(primary=primary, standbys=members, root=root)
+    password_file = root / "pw"
+    _run(
+        [
+            str(pg_bin / "initdb"),
+            "-D",
+            str(primary.data_dir),
+            "-U",
+            ADMIN_USER,
+            "--pwfile",
+            str(password_file),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--data-checksums",
+            "--no-instructions",
+        ]
+    )
+    _configure(primary.data_dir, primary.port, root)
+    _run([str(pg_bin / "pg_ctl"), "-D", str(primary.data_dir), "-l", str(_log(primary)), "-w", "start"])
+    stops.append(lambda: stop_pid(primary.data_dir / "postmaster.pid"))
+    for number, standby in enumerate(members, start=1):
+        _run(
+            [
+                str(pg_bin / "pg_basebackup"),
+                "-h",
+                str(root),
+                "-p",
+                str(primary.port),
+                "-U",
+                ADMIN_USER,
+                "-D",
+                str(standby.data_dir),
+                "-R",
+                "-C",
+                "-S",
+                "standby_%d" % number,
+                "-X",
+                "stream",
+            ]
+        )
+        with open(standby.data_dir / "postgresql.auto.conf", "a") as auto:
+            auto.write("port = %d\ncluster_name = '%s'\n" % (standby.port, standby.name))
+        _run([str(pg_bin / "pg_ctl"), "-D", str(standby.data_dir), "-l", str(_log(standby)), "-w", "start"])
+        stops.append(lambda data=standby.data_dir: stop_pid(data / "postmaster.pid"))
+    lab.wait_streaming()
+    return lab
+
+
+def _log(member: Member) -> Path:
+    return member.data_dir.parent / ("%s.log" % member.data_dir.name)
+
+
 @contextlib.contextmanager
-def throwaway_health_lab() -> Iterator[HealthLab]:
+def throwaway_tiers(
+    layout: Dict[str, int], port_offset: int = 70, prefix: str = "dbops-health-"
+) -> Iterator[Dict[str, HealthLab]]:
+    """One primary with `layout[tier]` standbys per tier; ports DBOPS_TEST_PORT_BASE + port_offset + 10 * i."""
     if not PG_BIN_CANDIDATES:
         pytest.skip("PostgreSQL server binaries are needed (make system-packages)")
     pg_bin = PG_BIN_CANDIDATES[0]
-    base = int(os.environ.get("DBOPS_TEST_PORT_BASE", "57000")) + 70
+    base = int(os.environ.get("DBOPS_TEST_PORT_BASE", "57000")) + port_offset
     root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))
     root_parent.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="dbops-health-", dir=str(root_parent)))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=str(root_parent)))
     os.chmod(root, 0o755)
-    primary = Member("pg-primary", base, root / "primary")
-    standbys = [Member("pg-standby-%d" % number, base + number, root / ("standby%d" % number)) for number in (1, 2)]
-    lab = HealthLab(primary=primary, standbys=standbys, root=root)
+    stops: List[Any] = []
+    tiers: Dict[str, HealthLab] = {}
     try:
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres")
         password_file = root / "pw"
         password_file.write_text(ADMIN_PASSWORD + "\n")
-        if os.geteuid() == 0:
-            shutil.chown(password_file, "postgres")
-        _run(
-            [
-                str(pg_bin / "initdb"),
-                "-D",
-                str(primary.data_dir),
-                "-U",
-                ADMIN_USER,
-                "--pwfile",
-                str(password_file),
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--data-checksums",
-                "--no-instructions",
-            ]
-        )
-        _configure(primary.data_dir, primary.port, root)
-        _run(
-            [
-                str(pg_bin / "pg_ctl"),
-                "-D",
-                str(primary.data_dir),
-                "-l",
-                str(root / ("%s.log" % primary.name)),
-                "-w",
-                "start",
-            ]
-        )
-        lab._stop.append(lambda: stop_pid(primary.data_dir / "postmaster.pid"))
-        for number, standby in enumerate(standbys, start=1):
-            _run(
-                [
-                    str(pg_bin / "pg_basebackup"),
-                    "-h",
-                    str(root),
-                    "-p",
-                    str(primary.port),
-                    "-U",
-                    ADMIN_USER,
-                    "-D",
-                    str(standby.data_dir),
-                    "-R",
-                    "-C",
-                    "-S",
-                    "standby_%d" % number,
-                    "-X",
-                    "stream",
-                ]
-            )
-            with open(standby.data_dir / "postgresql.auto.conf", "a") as auto:
-                auto.write("port = %d\ncluster_name = '%s'\n" % (standby.port, standby.name))
-            _run(
-                [
-                    str(pg_bin / "pg_ctl"),
-                    "-D",
-                    str(standby.data_dir),
-                    "-l",
-                    str(root / ("%s.log" % standby.name)),
-                    "-w",
-                    "start",
-                ]
-            )
-            lab._stop.append(lambda data=standby.data_dir: stop_pid(data / "postmaster.pid"))
-        lab.wait_streaming()
-        yield lab
+        for path in (root, password_file):
+            if os.geteuid() == 0:
+                shutil.chown(path, "postgres")
+        for index, (tier, standbys) in enumerate(layout.items()):
+            tiers[tier] = _start_tier(pg_bin, root, tier, base + 10 * index, standbys, stops)
+        yield tiers
     finally:
-        for member in lab.members:  # a test that failed inside `stopped` must not leave a frozen server
+        members = [member for lab in tiers.values() for member in lab.members]
+        for member in members:  # a test that failed inside `stopped` must not leave a frozen server
             with contextlib.suppress(Exception):
                 for pid in member.process_tree():
                     os.kill(pid, signal.SIGCONT)
-        for stop in reversed(lab._stop):
+        for stop in reversed(stops):
             stop()
         deadline = time.monotonic() + 10
-        while any(_alive(member) for member in lab.members) and time.monotonic() < deadline:
+        while any(_alive(member) for member in members) and time.monotonic() < deadline:
             time.sleep(0.1)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_health_lab() -> Iterator[HealthLab]:
+    """The tests' lab: pg-primary with pg-standby-1 and pg-standby-2 (ports base + 70..72)."""
+    with throwaway_tiers({"pg": 2}) as tiers:
+        yield tiers["pg"]
 
 
 def _alive(member: Member) -> bool:

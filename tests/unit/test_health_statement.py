@@ -38,6 +38,13 @@ def test_only_the_fragments_asked_for(checks, present, absent):
         assert fragment not in text
 
 
+def test_pg_stat_activity_is_read_once_for_every_session_check():
+    text = health_text(["backends", "txn_idle", "txn_time", "query_time", "lockwait"], 150000, False)
+    assert text.startswith("WITH activity AS MATERIALIZED")
+    assert text.count("FROM pg_stat_activity") == 1
+    assert "activity AS" not in health_text(["replication_slots"], 150000, False)
+
+
 def test_shared_fragments_are_read_once():
     assert fragments_for(["deadlocks", "conflicts", "checksum_failures"]) == ["database_counters"]
     assert fragments_for(["txn_wraparound", "sequence"]) == ["databases"]
