@@ -1,23 +1,8 @@
 # Copyright: (c) 2026, PenguinMails Database Operations
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
+# ruff: noqa: E402 - plugin documentation comes before the imports (ansible-test validate-modules)
 from __future__ import annotations
-
-import getpass
-import logging
-import logging.handlers
-import os
-import socket
-import time
-import uuid
-from typing import Any, Dict, List, Mapping, Optional
-from urllib.parse import urlsplit
-
-from ansible import context
-from ansible.module_utils.urls import open_url
-from ansible.plugins.callback import CallbackBase
-from ansible.release import __version__ as ansible_version
-from ansible_collections.penguinmails.dbops.plugins.module_utils import audit, incident
 
 DOCUMENTATION = r"""
 name: audit
@@ -116,7 +101,7 @@ options:
         key: http_url
   http_token:
     description:
-      - Sent as C(Authorization: Bearer <token>) with O(http_url). Keep it out of files; use the environment.
+      - "Sent as C(Authorization: Bearer <token>) with O(http_url). Keep it out of files; use the environment."
     type: str
     env:
       - name: DBOPS_AUDIT_HTTP_TOKEN
@@ -141,6 +126,22 @@ options:
       - section: callback_dbops_audit
         key: validate_certs
 """
+
+import getpass
+import logging
+import logging.handlers
+import os
+import socket
+import time
+import uuid
+from typing import Any, Dict, List, Mapping, Optional
+from urllib.parse import urlsplit
+
+from ansible import context
+from ansible.module_utils.urls import open_url
+from ansible.plugins.callback import CallbackBase
+from ansible.release import __version__ as ansible_version
+from ansible_collections.penguinmails.dbops.plugins.module_utils import audit, incident
 
 INCIDENT_MODULES = ("penguinmails.dbops.dbops_incident", "penguinmails.dbops.dbops_notify")
 MAX_HELD_LINES = 10000

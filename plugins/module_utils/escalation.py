@@ -271,7 +271,7 @@ def next_business_day_start(after: dt.datetime, hours: Mapping[str, Any]) -> dt.
     zone = _zone(hours)
     workdays = {WEEKDAY_NAMES.index(str(day).lower()[:3]) for day in hours.get("weekdays") or []}
     day = after.astimezone(zone).date()
-    for _ in range(14):
+    for _attempt in range(14):
         day += dt.timedelta(days=1)
         if day.weekday() in workdays:
             return dt.datetime.combine(day, _start_time(hours), tzinfo=zone).astimezone(UTC)

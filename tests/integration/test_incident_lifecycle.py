@@ -90,7 +90,9 @@ def run_playbook(tmp_path, playbook, extra_vars, *args, env=None, timeout=180):
     environment.update(env or {})
     command = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(playbook), "-e", f"@{vars_file}", *args]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=timeout, check=False
+    )
     done.seconds = time.monotonic() - started
     return done
 
@@ -193,7 +195,9 @@ def test_open_step_escalate_notify_close(tmp_path, http_receiver, smtp_receiver)
         "duration",
         "no_log",
     }
-    verified = subprocess.run([str(AUDIT_CLI), str(record_dir / "audit.jsonl")], capture_output=True, text=True)
+    verified = subprocess.run(
+        [str(AUDIT_CLI), str(record_dir / "audit.jsonl")], capture_output=True, text=True, check=False
+    )
     assert verified.returncode == 0 and f"intact, {len(lines)} lines" in verified.stdout
 
     assert_no_secret(tmp_path, done.stdout, done.stderr)
@@ -216,7 +220,7 @@ def test_a_rerun_continues_the_record_and_pages_nobody_twice(tmp_path, http_rece
     assert "run 2 by" in (incident_dir(tmp_path, "INC-RERUN") / "report.md").read_text()
     lines = audit_lines(tmp_path, "INC-RERUN")
     assert len(lines) > lines_after_first and len({line["run_id"] for line in lines}) == 2
-    verified = subprocess.run([str(AUDIT_CLI), str(incident_dir(tmp_path, "INC-RERUN") / "audit.jsonl")])
+    verified = subprocess.run([str(AUDIT_CLI), str(incident_dir(tmp_path, "INC-RERUN") / "audit.jsonl")], check=False)
     assert verified.returncode == 0
 
 
@@ -321,7 +325,7 @@ def test_a_dead_audit_copy_warns_once_and_the_run_goes_on(tmp_path, http_receive
     assert done.returncode == 0, done.stdout + done.stderr
     assert (done.stdout + done.stderr).count("audit copy to") == 1
     assert len([request for request in http_receiver.requests if request["path"] == "/audit-down"]) == 1
-    verified = subprocess.run([str(AUDIT_CLI), str(incident_dir(tmp_path, "INC-NOCOPY") / "audit.jsonl")])
+    verified = subprocess.run([str(AUDIT_CLI), str(incident_dir(tmp_path, "INC-NOCOPY") / "audit.jsonl")], check=False)
     assert verified.returncode == 0
 
 
