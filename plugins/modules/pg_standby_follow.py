@@ -67,6 +67,13 @@ options:
     description: Create a missing physical slot on the primary for each standby.
     type: bool
     default: true
+  resume_replay:
+    description:
+      - Resume WAL replay on a standby where it is paused (C(pg_wal_replay_resume())). A paused standby
+        cannot switch to the new primary's timeline, so it would neither follow nor acknowledge
+        synchronous commits. Set to false to leave paused standbys alone (they are reported).
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -90,7 +97,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 standbys:
-  description: Per standby, C(changed), C(slot), masked C(conninfo_before) / C(conninfo_after).
+  description:
+    - Per standby, C(changed), C(slot), masked C(conninfo_before) / C(conninfo_after), C(replay_paused)
+      and C(replay_resumed).
   returned: always
   type: dict
   sample: {"oltp-3": {"changed": true, "slot": "oltp_3", "conninfo_after": "host=127.0.0.1 port=5432 ..."}}
@@ -132,8 +141,10 @@ SLOT_EXISTS = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
 CREATE_SLOT = "SELECT pg_create_physical_replication_slot(%s, true)"
 CURRENT = (
     "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name'), "
-    "current_setting('recovery_target_timeline'), pg_is_in_recovery()"
+    "current_setting('recovery_target_timeline'), pg_is_in_recovery(), "
+    "CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END"
 )
+RESUME = "SELECT pg_wal_replay_resume()"
 SET_CONNINFO = "ALTER SYSTEM SET primary_conninfo = %s"
 SET_SLOT = "ALTER SYSTEM SET primary_slot_name = %s"
 RELOAD = "SELECT pg_reload_conf()"
@@ -181,7 +192,7 @@ class Follower:
         slot = slot_name_for(standby["name"])
         conn = connect(params)
         try:
-            conninfo, slot_now, target_timeline, recovering = execute(conn, params, CURRENT).fetchone()
+            conninfo, slot_now, target_timeline, recovering, paused = execute(conn, params, CURRENT).fetchone()
             if not recovering:
                 raise ConnectionFailure(
                     "not_standby",
@@ -205,6 +216,10 @@ class Follower:
                 self.run(conn, params, SET_SLOT, (slot,))
             if state["changed"]:
                 self.run(conn, params, RELOAD)
+            state["replay_paused"] = bool(paused)
+            if paused and self.module.params["resume_replay"]:
+                self.run(conn, params, RESUME)
+                state.update(changed=True, replay_paused=False, replay_resumed=True)
             self.standbys[standby["name"]] = state
         finally:
             close_quietly(conn)
@@ -229,6 +244,7 @@ def main() -> None:
             },
         },
         create_slots={"type": "bool", "default": True},
+        resume_replay={"type": "bool", "default": True},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
