@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -149,14 +150,6 @@ FLEET = """
         connect_timeout: "{{{{ bench_timeout }}}}"
       run_once: true
       delegate_to: localhost
-      register: fleet
-    - name: Keep the module's own timing
-      ansible.builtin.copy:
-        content: "{{{{ {{'elapsed_ms': fleet.elapsed_ms, 'down': fleet.unreachable_servers}} | to_json }}}}"
-        dest: "{{{{ bench_out }}}}"
-        mode: "0600"
-      run_once: true
-      delegate_to: localhost
 """
 
 
@@ -205,22 +198,25 @@ class Runner:
             self.playbooks[name] = path
 
     def play(self, playbook: str, inventory: Path, forks: int) -> Dict[str, Any]:
-        out = self.workdir / "fleet-out.json"
-        if out.exists():
-            out.unlink()
+        env = dict(self.env)
+        fleet = playbook.startswith("fleet_")
+        tree = self.workdir / "tree"
+        if fleet:  # the module's own timing, read from the tree callback's file: no extra task
+            shutil.rmtree(tree, ignore_errors=True)
+            env.update(ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree", ANSIBLE_CALLBACK_TREE_DIR=str(tree))
         command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "-f", str(forks)]
-        command += ["-e", "bench_out=%s" % out, str(self.playbooks[playbook])]
+        command.append(str(self.playbooks[playbook]))
         started = time.monotonic()
-        completed = subprocess.run(command, capture_output=True, text=True, env=self.env, cwd=str(REPO), check=False)
+        completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
         seconds = time.monotonic() - started
         if completed.returncode != 0:
             tail = (completed.stdout + completed.stderr)[-2000:]
             raise SystemExit("%s failed (rc %d):\n%s" % (playbook, completed.returncode, tail))
         result: Dict[str, Any] = {"seconds": seconds}
-        if out.exists():
-            inner = json.loads(out.read_text())
+        if fleet:
+            [inner] = [json.loads(path.read_text()) for path in tree.iterdir()]
             result["module_seconds"] = inner["elapsed_ms"] / 1000
-            result["down"] = len(inner["down"])
+            result["down"] = len(inner["unreachable_servers"])
         return result
 
 
@@ -289,7 +285,9 @@ def main() -> None:
         "timeout": options.timeout,
         "sweeps": [],
     }
+    results["load_average_before"] = os.getloadavg()
     print("community.postgresql from: %s" % community_source)
+    print("load average before: %.2f %.2f %.2f (on %d CPUs)" % (*os.getloadavg(), os.cpu_count()))
     print("lab: 9 PostgreSQL servers (%s), runs per figure: %d (median)" % (LAYOUT, options.runs), flush=True)
     with (
         throwaway_tiers(LAYOUT, port_offset=PORT_OFFSET, prefix="dbops-bench-") as tiers,
@@ -338,6 +336,7 @@ def main() -> None:
                         record("pg_health", hosts, forks, summary, note="%s SIGSTOPped (1 run)" % frozen.name)
             frozen_lab.wait_streaming()
 
+    results["load_average_after"] = os.getloadavg()
     options.json.parent.mkdir(parents=True, exist_ok=True)
     options.json.write_text(json.dumps(results, indent=2))
     print()
@@ -353,6 +352,7 @@ def main() -> None:
         for entry in results["sweeps"]
     ]
     print(table(rows, ["sweep", "hosts", "forks", "wall s (median)", "module s", "note"]))
+    print("\nload average after: %.2f %.2f %.2f" % os.getloadavg())
     print("\nraw figures: %s" % options.json.relative_to(REPO) if options.json.is_relative_to(REPO) else options.json)
 
 

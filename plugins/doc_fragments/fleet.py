@@ -66,9 +66,11 @@ options:
         choices: [any, read-write, read-only, primary, standby, prefer-standby]
   concurrency:
     description:
-      - Fleet mode only. How many servers are checked at the same time (threads).
-      - With at least as many workers as servers, a sweep takes about as long as the slowest server;
-        with fewer, hung servers queue behind each other.
+      - Fleet mode only. How many servers are checked at the same time (threads, each holding at most
+        one connection at a time).
+      - With at least as many workers as servers, a sweep takes about as long as the slowest server, and a
+        hung server costs its own timeout once. With fewer, the servers beyond O(concurrency) wait for a free
+        worker, so a hung server can delay the ones queued behind it.
     type: int
-    default: 64
+    default: 256
 """

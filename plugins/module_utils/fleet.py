@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -26,7 +27,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     connection_argument_spec,
 )
 
-DEFAULT_CONCURRENCY = 64
+DEFAULT_CONCURRENCY = 256
 
 # Options a `servers` entry may override, and the ConnectionParams field each one sets.
 SERVER_OVERRIDES = {
@@ -112,8 +113,17 @@ def run_fleet(
     if not targets:
         return {"servers": results, "elapsed_ms": 0.0, "workers": 0}
     workers = max(1, min(int(concurrency or 1), len(targets)))
+    # Every check waits for this until all are submitted: starting a thread waits for the GIL,
+    # and checks already connecting would otherwise delay the start (and deadline) of later ones.
+    go = threading.Event()
+
+    def when_all_submitted(params: ConnectionParams) -> Dict[str, Any]:
+        go.wait()
+        return check(params)
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dbops-fleet") as pool:
-        futures = {pool.submit(check, params): (name, params) for name, params in targets}
+        futures = {pool.submit(when_all_submitted, params): (name, params) for name, params in targets}
+        go.set()
         for future in concurrent.futures.as_completed(futures):
             name, params = futures[future]
             try:
