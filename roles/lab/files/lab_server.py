@@ -141,6 +141,15 @@ def send(pid, signum):
         return False
 
 
+def log_tail(path, lines=8):
+    """The last lines of a log file, for error messages."""
+    try:
+        with open(path, errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:]).rstrip()
+    except OSError as error:
+        return "(cannot read: %s)" % error
+
+
 def tcp_accepts(port, timeout=PROBE_TIMEOUT):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout):
@@ -307,7 +316,12 @@ class PostgresServer(Server):
         if not self.initialized():
             self.fail("%s: no cluster there (PG_VERSION missing)" % self.name())
         timeout = str(self.params["timeout"])
-        self.run(self.pg_ctl("-l", self.params["log_file"], "-w", "-t", timeout, "start"))
+        rc, out, err = self.run(self.pg_ctl("-l", self.params["log_file"], "-w", "-t", timeout, "start"), check=False)
+        if rc != 0:
+            self.fail(
+                "pg_ctl start of %s failed (rc=%d): %s\nend of %s:\n%s"
+                % (self.name(), rc, (err or out).strip(), self.params["log_file"], log_tail(self.params["log_file"]))
+            )
 
     def stop(self, pid):
         mode = self.params["stop_mode"]
