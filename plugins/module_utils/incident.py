@@ -52,6 +52,10 @@ class IncidentError(Exception):
     """A readable, one-line reason why an incident operation cannot proceed."""
 
 
+class RecordWriteError(IncidentError):
+    """The record's directory or files cannot be written (disk full, permissions, a path in the way)."""
+
+
 # --- time ---------------------------------------------------------------------------------
 
 
@@ -139,7 +143,7 @@ def locked(paths: Mapping[str, str], create: bool) -> Iterator[None]:
         os.makedirs(paths["dir"], exist_ok=True)
         descriptor = os.open(os.path.join(paths["dir"], LOCK_FILE), os.O_CREAT | os.O_RDWR, 0o600)
     except OSError as exc:
-        raise IncidentError(f"cannot create incident directory {paths['dir']}: {exc.strerror or exc}") from exc
+        raise RecordWriteError(f"cannot create incident directory {paths['dir']}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
@@ -170,7 +174,7 @@ def write_atomically(path: str, text: str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-        raise IncidentError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise RecordWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def save_record(paths: Mapping[str, str], record: Mapping[str, Any]) -> Dict[str, Any]:
@@ -449,11 +453,34 @@ REQUIRED_IF = [
 
 
 def run(params: Mapping[str, Any], check_mode: bool, now: Optional[dt.datetime] = None) -> Dict[str, Any]:
-    """Apply one event to the record; in check mode compute everything and write nothing."""
+    """Apply one event to the record; in check mode compute everything and write nothing.
+
+    A record that cannot be written fails the open (nothing has been done yet). Once the incident is
+    open, a step or close that cannot be written is a warning: losing a timeline entry must not stop
+    a failover half-way; the audit trail still has the task.
+    """
     now = now or now_utc()
     event = params["event"]
     incident_id = resolve_id(params.get("id"), params.get("job_id"), now, may_generate=event == "open")
     paths = incident_paths(params.get("dir") or "incidents", incident_id)
+    try:
+        return apply_event(params, check_mode, now, incident_id, paths)
+    except RecordWriteError as exc:
+        if event == "open":
+            raise
+        return {
+            "changed": False,
+            "written": False,
+            "incident": {"id": incident_id},
+            "paths": dict(paths),
+            "warnings": [f"incident {incident_id}: the {event} could not be recorded completely: {exc}"],
+        }
+
+
+def apply_event(
+    params: Mapping[str, Any], check_mode: bool, now: dt.datetime, incident_id: str, paths: Mapping[str, str]
+) -> Dict[str, Any]:
+    event = params["event"]
     with locked(paths, create=not check_mode):
         record = load_record(paths)
         created = record is None

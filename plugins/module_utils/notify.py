@@ -476,15 +476,23 @@ def run(params: Mapping[str, Any], check_mode: bool, now: Optional[dt.datetime] 
     paths = record_store.incident_paths(params.get("dir") or "incidents", incident_id)
     if check_mode:
         return _plan_only(params, paths, channels, now)
-    with record_store.locked(paths, create=True):
-        record = record_store.load_record(paths)
-        if record is None:
-            raise record_store.IncidentError(f"incident {incident_id} has no record in {paths['dir']}: open it first")
-        state = record_store.note_escalation(record, now)
-        plans = plan(record, record["notifications"], state, summarize(record), channels)
-        outcomes = deliver_all(plans, record, channels, params["timeout"])
-        record_outcomes(record, outcomes, now)
-        summary = record_store.save_record(paths, record)
+    outcomes: List[Dict[str, Any]] = []
+    try:
+        with record_store.locked(paths, create=True):
+            record = record_store.load_record(paths)
+            if record is None:
+                raise record_store.IncidentError(
+                    f"incident {incident_id} has no record in {paths['dir']}: open it first"
+                )
+            state = record_store.note_escalation(record, now)
+            plans = plan(record, record["notifications"], state, summarize(record), channels)
+            outcomes = deliver_all(plans, record, channels, params["timeout"])
+            record_outcomes(record, outcomes, now)
+            summary = record_store.save_record(paths, record)
+    except record_store.RecordWriteError as exc:
+        result = _result(outcomes, None, None, paths, channels)
+        result["warnings"].append(f"incident {incident_id}: the notification ledger could not be written: {exc}")
+        return result
     return _result(outcomes, state, summary, paths, channels)
 
 
@@ -530,7 +538,7 @@ def _plan_only(params: Mapping[str, Any], paths: Mapping[str, str], channels: Ma
 def _result(outcomes, state, summary, paths, channels) -> Dict[str, Any]:
     """The task result; the key is "failures", never "failed", which would fail the task."""
     failures = [public_view(item) for item in outcomes if item["status"] == "failed"]
-    return {
+    result = {
         "changed": False,
         "sent": [public_view(item) for item in outcomes if item["status"] == "sent"],
         "failures": failures,
@@ -542,5 +550,7 @@ def _result(outcomes, state, summary, paths, channels) -> Dict[str, Any]:
         "summary": summary,
         "paths": dict(paths),
         "channels": sorted(channels),
-        "ansible_stats": {"data": {"dbops_incident": summary}, "per_host": False, "aggregate": False},
     }
+    if summary:
+        result["ansible_stats"] = {"data": {"dbops_incident": summary}, "per_host": False, "aggregate": False}
+    return result

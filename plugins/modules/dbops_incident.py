@@ -171,6 +171,9 @@ attributes:
   platform:
     platforms: posix
 notes:
+  - A record that cannot be written fails O(event=open), before anything has been done. After that, a
+    step or close that cannot be written is a warning, not a failure, so a full disk cannot stop a
+    failover half-way; the audit trail still has the task.
   - Writers of one incident are serialised with an C(flock) on C(<dir>/<id>/.lock), so parallel forks
     and concurrent runs cannot lose an entry.
 seealso:
@@ -310,6 +313,8 @@ def main():
         result = incident.run(module.params, module.check_mode)
     except incident.IncidentError as exc:
         module.fail_json(msg=str(exc))
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -98,7 +98,9 @@ def run_playbook(tmp_path, playbook, extra_vars, *args, env=None, timeout=180):
 
 
 def lifecycle(tmp_path, http, smtp, incident_id, *args, env=None, **overrides):
-    values = settings(tmp_path, http, smtp, incident_id=incident_id, **overrides)
+    values = settings(tmp_path, http, smtp, **overrides)
+    if incident_id:
+        values["incident_id"] = incident_id
     return run_playbook(tmp_path, PLAYBOOKS / "lifecycle.yml", values, *args, env=env)
 
 
@@ -132,9 +134,11 @@ def assert_no_secret(tmp_path, *outputs):
 
 
 def test_open_step_escalate_notify_close(tmp_path, http_receiver, smtp_receiver):
-    done = lifecycle(tmp_path, http_receiver, smtp_receiver, "INC-LIFE-1")
+    done = lifecycle(tmp_path, http_receiver, smtp_receiver, "INC-LIFE-1", env={"ANSIBLE_SHOW_CUSTOM_STATS": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert recap(done)["changed"] == 0  # the record is bookkeeping, not a change to the fleet
+    custom_stats = done.stdout[done.stdout.index("CUSTOM STATS") :]
+    assert "dbops_incident" in custom_stats and '"outcome": "resolved"' in custom_stats  # set_stats, for AWX
 
     record_dir = incident_dir(tmp_path, "INC-LIFE-1")
     summary = read_json(record_dir / "summary.json")
@@ -201,6 +205,26 @@ def test_open_step_escalate_notify_close(tmp_path, http_receiver, smtp_receiver)
     assert verified.returncode == 0 and f"intact, {len(lines)} lines" in verified.stdout
 
     assert_no_secret(tmp_path, done.stdout, done.stderr)
+
+
+def test_awx_job_and_user_name_the_incident_and_the_operator(tmp_path, http_receiver, smtp_receiver):
+    done = lifecycle(tmp_path, http_receiver, smtp_receiver, None, awx_job_id=4242, awx_user_name="alice")
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = read_json(incident_dir(tmp_path, "awx-4242") / "summary.json")
+    assert summary["id"] == "awx-4242" and summary["operators"] == ["alice"]
+    lines = audit_lines(tmp_path, "awx-4242")
+    assert {line["operator"] for line in lines} == {"alice"} and {line["incident_id"] for line in lines} == {"awx-4242"}
+
+
+def test_a_generated_id_holds_for_the_whole_run(tmp_path, http_receiver, smtp_receiver):
+    done = lifecycle(tmp_path, http_receiver, smtp_receiver, None)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [record_dir] = list((tmp_path / "incidents").iterdir())
+    assert re.fullmatch(r"INC-\d{8}-\d{6}-[0-9a-f]{4}", record_dir.name)
+    summary = read_json(record_dir / "summary.json")
+    assert summary["steps"] == 3 and summary["outcome"] == "resolved"
+    lines = audit_lines(tmp_path, record_dir.name)
+    assert {line["incident_id"] for line in lines} == {record_dir.name}  # held lines were attributed too
 
 
 def test_a_rerun_continues_the_record_and_pages_nobody_twice(tmp_path, http_receiver, smtp_receiver):

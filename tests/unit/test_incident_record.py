@@ -326,3 +326,18 @@ def test_an_unreadable_record_is_a_clear_error(tmp_path):
     (tmp_path / "INC-1" / "record.json").write_text("{not json")
     with pytest.raises(incident.IncidentError, match="cannot read incident record"):
         step(tmp_path, T0, name="x")
+
+
+def test_a_step_that_cannot_be_written_warns_instead_of_stopping_the_run(tmp_path):
+    open_incident(tmp_path)
+    (tmp_path / "INC-1" / "summary.json").unlink()
+    (tmp_path / "INC-1" / "summary.json").mkdir()  # something in the way of the write
+    result = step(tmp_path, minutes(1), name="Promote pg2", changed=True)
+    assert result["written"] is False and "could not be recorded completely" in result["warnings"][0]
+    assert "failed" not in result
+
+
+def test_an_open_that_cannot_be_written_fails(tmp_path):
+    (tmp_path / "INC-1").write_text("a file where the incident directory should be")
+    with pytest.raises(incident.RecordWriteError, match="cannot create incident directory"):
+        open_incident(tmp_path)
