@@ -212,6 +212,10 @@ class Lab:
         return self.inventory_dir / "hosts.yml"
 
     @property
+    def pgbouncer_ini(self) -> Path:
+        return self.lab_root / "pgbouncer-1" / "pgbouncer.ini"
+
+    @property
     def pgbouncer_pid_file(self) -> Path:
         return self.lab_root / "pgbouncer-1" / "pgbouncer.pid"
 
@@ -278,6 +282,10 @@ class Lab:
         found["pgbouncer-1"] = [bouncer] if bouncer and process_alive(bouncer) else []
         return found
 
+    def memory_kb(self) -> Dict[str, int]:
+        """RSS and PSS of every lab process, summed (see `memory_kb`)."""
+        return memory_kb([pid for pids in self.all_pids().values() for pid in pids])
+
     def ports(self) -> List[int]:
         ports = [server.port for server in self.servers.values()]
         return [*ports, self.pgbouncer_port] if self.pgbouncer_port else ports
@@ -339,9 +347,12 @@ def write_inventory(
 
     children: Dict[str, object] = {"postgres": {"children": tier_groups}}
     if pgbouncer_port:
-        children["pgbouncer"] = {
-            "hosts": {"pgbouncer-1": {"ansible_host": "127.0.0.1", "pgbouncer_port": pgbouncer_port}}
+        bouncer = {
+            "ansible_host": "127.0.0.1",
+            "pgbouncer_port": pgbouncer_port,
+            "pgbouncer_ini_path": str(lab_root / "pgbouncer-1" / "pgbouncer.ini"),
         }
+        children["pgbouncer"] = {"hosts": {"pgbouncer-1": bouncer}}
     inventory = {
         "all": {
             "vars": dict(
@@ -350,6 +361,8 @@ def write_inventory(
                     "ansible_pipelining": True,
                     "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                     "lab_root": str(lab_root),
+                    "pg_replication_conninfo": "user=%s passfile=%s"
+                    % (credentials["lab_replication_user"], lab_root / "pgpass"),
                 },
                 **credentials,
             ),
@@ -485,6 +498,26 @@ def server_pids(data_dir: os.PathLike) -> List[int]:
     if pid is None or not process_alive(pid):
         return []
     return [pid, *children(pid)]
+
+
+def memory_kb(pids: Sequence[int]) -> Dict[str, int]:
+    """Summed RSS and PSS (kB, from /proc/<pid>/smaps_rollup) of live `pids`.
+
+    RSS counts shared memory (shared_buffers) once per process that touched it;
+    PSS splits it between them, so the PSS sum is the honest total.
+    """
+    totals = {"rss_kb": 0, "pss_kb": 0, "processes": 0}
+    for pid in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as handle:
+                rollup = handle.read()
+        except OSError:
+            continue
+        fields = dict(re.findall(r"^(Rss|Pss):\s+(\d+) kB", rollup, re.MULTILINE))
+        totals["rss_kb"] += int(fields.get("Rss", 0))
+        totals["pss_kb"] += int(fields.get("Pss", 0))
+        totals["processes"] += 1
+    return totals
 
 
 def signal_pids(pids: Sequence[int], signum: int) -> List[int]:
