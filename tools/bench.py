@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make bench`: run every tools/bench_*.py in name order, each in its own process.
 
 Each benchmark prints its own figures; this exits non-zero if any of them failed.

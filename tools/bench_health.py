@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: health sweeps of a lab, per host (one Ansible process per host) vs fleet mode.
 
 Prints figures, asserts nothing. Run by `make bench` (tools/bench.py) or alone:
@@ -221,7 +220,7 @@ class Runner:
 
 
 def median_of(runs: int, measure, *args: Any) -> Dict[str, Any]:
-    samples = [measure(*args) for _ in range(runs)]
+    samples = [measure(*args) for _run in range(runs)]
     summary = {"seconds": statistics.median(sample["seconds"] for sample in samples), "runs": len(samples)}
     if "module_seconds" in samples[0]:
         summary["module_seconds"] = statistics.median(sample["module_seconds"] for sample in samples)
@@ -258,8 +257,12 @@ def in_process_sweep(servers: List[Any], hosts: int, password: str, timeout: flo
 
 def table(rows: List[List[str]], header: List[str]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *[line(r) for r in rows]])
+
+    def line(cells: List[Any]) -> str:
+        return "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return "\n".join([line(header), rule, *[line(row) for row in rows]])
 
 
 def main() -> None:
@@ -317,7 +320,7 @@ def main() -> None:
             for kind in ("fleet_pg_health", "fleet_pg_node_info"):
                 record(kind, hosts, None, median_of(options.runs, runner.play, kind, inventory, 10))
             sweep = statistics.median(
-                in_process_sweep(servers, hosts, ADMIN_PASSWORD, options.timeout) for _ in range(options.runs)
+                in_process_sweep(servers, hosts, ADMIN_PASSWORD, options.timeout) for _run in range(options.runs)
             )
             record("fleet in-process", hosts, None, {"seconds": sweep, "runs": options.runs})
 

@@ -106,7 +106,7 @@ def test_check_mode_reads_the_same(hlab):
 def test_backends_counts_real_connections_against_usable_slots(hlab):
     checks = {"checks": ["backends"]}
     before = health(hlab, hlab.primary, **checks)["figures"]["backends"]["client_backends"]
-    extra = [hlab.connect(hlab.primary, application_name="health-backends") for _ in range(5)]
+    extra = [hlab.connect(hlab.primary, application_name="health-backends") for _connection in range(5)]
     try:
         result = health(hlab, hlab.primary, thresholds={"backends": {"warning": 15, "critical": 99}}, **checks)
     finally:
@@ -344,7 +344,7 @@ def test_deadlock_counted_from_pg_stat_database(hlab):
     count_sql = "SELECT deadlocks FROM pg_stat_database WHERE datname = 'postgres'"
     before = hlab.query(hlab.primary, count_sql)[0][0]
     hlab.query(hlab.primary, "CREATE TABLE health_dl (id int PRIMARY KEY); INSERT INTO health_dl VALUES (1), (2)")
-    first, second = (hlab.connect(hlab.primary, application_name="health-deadlock") for _ in range(2))
+    first, second = (hlab.connect(hlab.primary, application_name="health-deadlock") for _connection in range(2))
     first.autocommit = second.autocommit = False
     try:
         first.cursor().execute("UPDATE health_dl SET id = id WHERE id = 1")

@@ -64,7 +64,7 @@ def test_run_fleet_is_concurrent_and_keyed_in_input_order():
     started = time.monotonic()
     sweep = run_fleet(targets, check, concurrency=64)
     elapsed = time.monotonic() - started
-    assert list(sweep["servers"]) == [name for name, _ in targets]
+    assert list(sweep["servers"]) == [name for name, _params in targets]
     assert sweep["workers"] == 40
     assert peak[0] == 40  # every server in flight at once, none queued behind another
     assert elapsed < 40 * 0.3 / 4  # far from sequential (12 s); generous for a loaded machine
