@@ -342,6 +342,38 @@ def test_the_audit_trail_is_copied_to_http_and_syslog(tmp_path, http_receiver, s
     assert "audit-token-s3cr3t" not in done.stdout + done.stderr
 
 
+def test_the_audit_file_can_be_one_file_for_every_run(tmp_path, http_receiver, smtp_receiver):
+    trail = tmp_path / "all-runs.jsonl"
+    done = lifecycle(tmp_path, http_receiver, smtp_receiver, "INC-ONEFILE", env={"DBOPS_AUDIT_FILE": str(trail)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (incident_dir(tmp_path, "INC-ONEFILE") / "audit.jsonl").exists()
+    verify = run_playbook(
+        tmp_path,
+        REPO / "playbooks" / "audit_verify.yml",
+        {"audit_file": str(trail)},
+        env={"DBOPS_AUDIT_FILE": str(trail)},
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    lines = [json.loads(line) for line in trail.read_text().splitlines()]
+    assert {line["playbook"] for line in lines} == {
+        str(PLAYBOOKS / "lifecycle.yml"),
+        str(REPO / "playbooks" / "audit_verify.yml"),
+    }
+    assert subprocess.run([str(AUDIT_CLI), str(trail)], check=False).returncode == 0
+
+
+def test_runs_without_an_incident_are_recorded_only_when_asked(tmp_path):
+    trail = tmp_path / "audit.jsonl"
+    trail.write_text("")
+    quiet = run_playbook(tmp_path, REPO / "playbooks" / "audit_verify.yml", {"audit_file": str(trail)})
+    assert quiet.returncode == 0 and not (tmp_path / "incidents").exists()
+    env = {"DBOPS_AUDIT_RECORD_UNATTRIBUTED": "true"}
+    recorded = run_playbook(tmp_path, REPO / "playbooks" / "audit_verify.yml", {"audit_file": str(trail)}, env=env)
+    assert recorded.returncode == 0
+    lines = (tmp_path / "incidents" / "unattributed" / "audit.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["incident_id"] is None and json.loads(lines[-1])["event"] == "playbook_end"
+
+
 def test_a_dead_audit_copy_warns_once_and_the_run_goes_on(tmp_path, http_receiver, smtp_receiver):
     env = {"DBOPS_AUDIT_HTTP_URL": http_receiver.url("/audit-down")}
     http_receiver.behave("/audit-down", "error")
