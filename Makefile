@@ -79,7 +79,11 @@ lab-down: venv link
 lab-status: venv link
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_status.yml
 
+# The main job on the built-in lab: bring it up, kill the oltp primary, run the outage
+# playbook, rejoin the old primary, show the lab.
 rehearse: lab-up lab-status
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/rehearse_outage.yml
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_status.yml
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist
