@@ -44,7 +44,8 @@ fi
 
 rm -rf "$stage"
 mkdir -p "$stage"
-git ls-files -z --cached --others --exclude-standard \
+# safe.directory: CI may run as root in a clone another user owns.
+git -c safe.directory="$repo" ls-files -z --cached --others --exclude-standard \
     | existing_files \
     | tar --null --files-from=- --create --file=- \
     | tar --extract --file=- --directory="$stage"
