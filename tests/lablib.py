@@ -25,6 +25,7 @@ Also a small command line for shell-driven suites:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import math
@@ -37,7 +38,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COLLECTIONS_DIR = REPO_ROOT / ".build" / "collections"
@@ -615,6 +616,31 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: os.PathLike, timeout: float = 1800, interval: float = 1.0) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if needed) for the block.
+
+    Suites that share a lab_root and ports (two checkouts running `make test` on one
+    machine) take turns instead of tearing down each other's servers.
+    """
+    import fcntl
+
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("%s is still locked after %ss by another lab user" % (path, timeout)) from None
+                time.sleep(interval)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2) -> bool:

@@ -5,7 +5,9 @@ playbooks/lab.yml from its own inventory (tests/lablib.py) on its own ports and
 lab_root, so it never collides with a lab brought up by `make rehearse`.
 Override with DBOPS_LAB_TEST_PORT_BASE (default 5600; PgBouncer on base + 1000 = 6600)
 and DBOPS_LAB_TEST_ROOT. It is torn down at the end of the session, also when
-tests fail. Tests marked `lab_teardown` (they remove the lab themselves) run last.
+tests fail. Sessions of other checkouts on the same machine wait for it (an
+exclusive lock on <lab_root>.lock). Tests marked `lab_teardown` (they remove the
+lab themselves) run last.
 """
 
 from __future__ import annotations
@@ -45,9 +47,12 @@ def lab(tmp_path_factory):
         port_base=LAB_TEST_PORT_BASE,
         lab_root=LAB_TEST_ROOT,
     )
-    lab.down()  # leftovers of an interrupted earlier session
-    try:
-        lab.first_run = lab.up()
-        yield lab
-    finally:
-        lab.down()
+    # Another checkout's test session on this machine uses the same ports and
+    # lab_root: take turns rather than tear down each other's servers.
+    with lablib.exclusive_lock(LAB_TEST_ROOT + ".lock"):
+        lab.down()  # leftovers of an interrupted earlier session
+        try:
+            lab.first_run = lab.up()
+            yield lab
+        finally:
+            lab.down()
