@@ -41,6 +41,10 @@ class Member:
     port: int
     data_dir: Path
     host: str = "127.0.0.1"
+    replication_name: str = ""  # application_name and slot name of a standby on its primary
+
+    def __post_init__(self) -> None:
+        self.replication_name = self.replication_name or self.name
 
     def postmaster_pid(self) -> int:
         return int((self.data_dir / "postmaster.pid").read_text().split()[0])
@@ -70,6 +74,24 @@ class HealthLab:
     @property
     def members(self) -> List[Member]:
         return [self.primary, *self.standbys]
+
+    @classmethod
+    def from_session_lab(cls, lab: Any, tier: str = "oltp") -> HealthLab:
+        """The session lab's tier (tests/integration/conftest.py): its live primary and its standbys."""
+        primary = lab.primary(tier)
+        members = [
+            Member(server.name, server.port, server.data_dir, server.host, server.member_name)
+            for server in sorted(lab.tier(tier), key=lambda server: server.name)
+        ]
+        user = lab.credentials["dbops_login_user"]
+        healthy = cls(
+            primary=next(member for member in members if member.name == primary.name),
+            standbys=[member for member in members if member.name != primary.name],
+            admin_user=user,
+            admin_password=lab.password_of(user),
+        )
+        healthy.wait_streaming()
+        return healthy
 
     def args(self, member: Member, **extra: Any) -> Dict[str, Any]:
         args = {
@@ -158,7 +180,12 @@ def _start_tier(pg_bin: Path, root: Path, tier: str, port: int, standbys: int, s
     """initdb a primary, pg_basebackup its standbys over physical slots, start them all."""
     primary = Member("%s-primary" % tier, port, root / tier / "primary")
     members = [
-        Member("%s-standby-%d" % (tier, number), port + number, root / tier / ("standby%d" % number))
+        Member(
+            "%s-standby-%d" % (tier, number),
+            port + number,
+            root / tier / ("standby%d" % number),
+            replication_name="%s_standby_%d" % (tier, number),
+        )
         for number in range(1, standbys + 1)
     ]
     lab = HealthLab(primary=primary, standbys=members, root=root)
@@ -181,7 +208,7 @@ def _start_tier(pg_bin: Path, root: Path, tier: str, port: int, standbys: int, s
     _configure(primary.data_dir, primary.port, root)
     _run([str(pg_bin / "pg_ctl"), "-D", str(primary.data_dir), "-l", str(_log(primary)), "-w", "start"])
     stops.append(lambda: stop_pid(primary.data_dir / "postmaster.pid"))
-    for number, standby in enumerate(members, start=1):
+    for standby in members:
         _run(
             [
                 str(pg_bin / "pg_basebackup"),
@@ -196,13 +223,13 @@ def _start_tier(pg_bin: Path, root: Path, tier: str, port: int, standbys: int, s
                 "-R",
                 "-C",
                 "-S",
-                "standby_%d" % number,
+                standby.replication_name,
                 "-X",
                 "stream",
             ]
         )
         with open(standby.data_dir / "postgresql.auto.conf", "a") as auto:
-            auto.write("port = %d\ncluster_name = '%s'\n" % (standby.port, standby.name))
+            auto.write("port = %d\ncluster_name = '%s'\n" % (standby.port, standby.replication_name))
         _run([str(pg_bin / "pg_ctl"), "-D", str(standby.data_dir), "-l", str(_log(standby)), "-w", "start"])
         stops.append(lambda data=standby.data_dir: stop_pid(data / "postmaster.pid"))
     lab.wait_streaming()

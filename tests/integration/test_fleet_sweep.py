@@ -1,8 +1,9 @@
 """Fleet mode against real servers: one task on the controller sweeps many inventory hosts.
 
-Inventories repeat the three servers of health_lab.py under many host names, the
-way a large fleet looks to Ansible; results must come back keyed by inventory
-hostname. A SIGSTOPped member must cost one connect timeout, not one per host.
+Inventories repeat the three servers of the session lab's oltp tier
+(tests/integration/conftest.py) under many host names, the way a large fleet
+looks to Ansible; results must come back keyed by inventory hostname. A
+SIGSTOPped member must cost one connect timeout, not one per host.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from diag_support import COLLECTIONS, REPO, run_module, wait_until
-from health_lab import ADMIN_PASSWORD, ADMIN_USER, throwaway_health_lab
+from health_lab import HealthLab
 
 pytestmark = pytest.mark.lab
 
@@ -25,9 +26,8 @@ TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
-def hlab():
-    with throwaway_health_lab() as started:
-        yield started
+def hlab(lab):
+    return HealthLab.from_session_lab(lab)
 
 
 def host_names(hlab, copies):
@@ -39,9 +39,9 @@ def host_names(hlab, copies):
     return names
 
 
-def servers_list(hlab, copies, password=ADMIN_PASSWORD):
+def servers_list(hlab, copies):
     return [
-        {"name": name, "login_host": member.host, "login_port": member.port, "login_password": password}
+        {"name": name, "login_host": member.host, "login_port": member.port, "login_password": hlab.admin_password}
         for name, member in host_names(hlab, copies).items()
     ]
 
@@ -56,8 +56,8 @@ def run_playbook(hlab, tmp_path, copies, module):
             "vars": {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                "dbops_login_user": ADMIN_USER,
-                "dbops_login_password": ADMIN_PASSWORD,
+                "dbops_login_user": hlab.admin_user,
+                "dbops_login_password": hlab.admin_password,
             },
             "children": {"postgres": {"hosts": hosts}},
         }
@@ -132,7 +132,7 @@ def test_pg_health_fleet_playbook_keyed_by_inventory_hostname(hlab, tmp_path):
     assert result["statuses"] == dict.fromkeys(names, "OK")
     assert result["status"] == "OK"
     assert result["unreachable_servers"] == []
-    assert ADMIN_PASSWORD not in output  # -vvv shows module arguments: the inventory password is masked
+    assert hlab.admin_password not in output  # -vvv shows module arguments: the inventory password is masked
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output
     assert "unreachable=0" in output
 
@@ -144,9 +144,10 @@ def test_pg_node_info_fleet_playbook(hlab, tmp_path):
     roles = {name: info["role"] for name, info in result["servers"].items()}
     assert roles == {name: "primary" if member is hlab.primary else "standby" for name, member in names.items()}
     primary = result["servers"][hlab.primary.name]
-    assert sorted(replica["application_name"] for replica in primary["replicas"]) == ["pg-standby-1", "pg-standby-2"]
+    standbys = sorted(standby.replication_name for standby in hlab.standbys)
+    assert sorted(replica["application_name"] for replica in primary["replicas"]) == standbys
     assert result["unreachable_servers"] == []
-    assert ADMIN_PASSWORD not in output
+    assert hlab.admin_password not in output
 
 
 def test_sigstopped_member_in_a_playbook_sweep_costs_one_timeout(hlab, tmp_path):
@@ -166,7 +167,7 @@ def test_sigstopped_member_in_a_playbook_sweep_costs_one_timeout(hlab, tmp_path)
 @pytest.mark.parametrize("module", ["pg_health", "pg_node_info"])
 def test_sigstopped_member_costs_one_timeout_not_one_per_host(hlab, module):
     frozen = hlab.standbys[1]
-    args = {"login_user": ADMIN_USER, "connect_timeout": TIMEOUT, "servers": servers_list(hlab, copies=10)}
+    args = {"login_user": hlab.admin_user, "connect_timeout": TIMEOUT, "servers": servers_list(hlab, copies=10)}
     with hlab.stopped(frozen):
         started = time.monotonic()
         result = run_module(module, args, timeout=60)
@@ -188,7 +189,7 @@ def test_sigstopped_member_costs_one_timeout_not_one_per_host(hlab, module):
     # ten hosts on the frozen server, one timeout in all
     assert TIMEOUT <= result["elapsed_ms"] / 1000 < TIMEOUT + 1.5
     assert wall < TIMEOUT + 4  # plus the module's own start-up
-    assert ADMIN_PASSWORD not in result["_stdout"] + result["_stderr"]
+    assert hlab.admin_password not in result["_stdout"] + result["_stderr"]
     assert wait_until(lambda: run_module("pg_node_info", hlab.args(frozen))["reachable"])
     after = run_module(module, args, timeout=60)
     assert after["unreachable_servers"] == []
@@ -196,7 +197,12 @@ def test_sigstopped_member_costs_one_timeout_not_one_per_host(hlab, module):
 
 def test_fleet_fail_on_critical_names_the_down_server_and_still_returns_all(hlab):
     servers = [*servers_list(hlab, copies=1), {"name": "ghost", "login_host": "127.0.0.1", "login_port": closed_port()}]
-    args = {"login_user": ADMIN_USER, "login_password": ADMIN_PASSWORD, "servers": servers, "fail_on": "critical"}
+    args = {
+        "login_user": hlab.admin_user,
+        "login_password": hlab.admin_password,
+        "servers": servers,
+        "fail_on": "critical",
+    }
     result = run_module("pg_health", args)
     assert result["failed"] is True
     assert result["msg"].startswith("1 of 4 servers fail the health check: health of ghost (127.0.0.1:")
@@ -208,10 +214,10 @@ def test_fleet_fail_on_critical_names_the_down_server_and_still_returns_all(hlab
 
 def test_fleet_per_server_login_overrides_the_top_level_one(hlab):
     wrong = [dict(entry, login_password="not-the-password") for entry in servers_list(hlab, copies=1)]
-    wrong[0]["login_password"] = ADMIN_PASSWORD  # only the first entry gets it right
-    args = {"login_user": ADMIN_USER, "login_password": "also-wrong", "servers": wrong, "checks": ["backends"]}
+    wrong[0]["login_password"] = hlab.admin_password  # only the first entry gets it right
+    args = {"login_user": hlab.admin_user, "login_password": "also-wrong", "servers": wrong, "checks": ["backends"]}
     result = run_module("pg_health", args)
     kinds = {name: server["conn_err_kind"] for name, server in result["servers"].items()}
     assert kinds == {hlab.primary.name: None, hlab.standbys[0].name: "auth", hlab.standbys[1].name: "auth"}
-    for secret in (ADMIN_PASSWORD, "not-the-password", "also-wrong"):
+    for secret in (hlab.admin_password, "not-the-password", "also-wrong"):
         assert secret not in result["_stdout"] + result["_stderr"]

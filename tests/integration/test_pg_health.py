@@ -1,20 +1,25 @@
 """pg_health against real servers: every finding produced for real, graded, with values checked.
 
-The servers are a primary and two streaming standbys (health_lab.py). Each test
-breaks one thing (an idle transaction, a lock chain, a paused standby, ...),
-checks that pg_health reports exactly that with the right figures, and repairs it.
+The servers are the session lab's oltp tier (tests/integration/conftest.py): its
+live primary and two streaming standbys. Each test breaks one thing (an idle
+transaction, a lock chain, a paused standby, ...), checks that pg_health reports
+exactly that with the right figures, and repairs it. The checksum test corrupts a
+data page, which leaves a cluster-wide counter raised for good, so it runs on a
+private single server instead (health_lab.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 
 import psycopg2
 import pytest
+from ansible_collections.penguinmails.dbops.plugins.module_utils.health import CHECKS
 from diag_support import run_module, wait_until
-from health_lab import ADMIN_PASSWORD, throwaway_health_lab
+from health_lab import HealthLab, throwaway_tiers
 
 pytestmark = pytest.mark.lab
 
@@ -22,14 +27,20 @@ MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def hlab():
-    with throwaway_health_lab() as started:
-        yield started
+def hlab(lab):
+    return HealthLab.from_session_lab(lab)
+
+
+@pytest.fixture
+def private_server():
+    """A single throwaway server for tests that leave marks a shared lab must not keep."""
+    with throwaway_tiers({"private": 0}) as tiers:
+        yield tiers["private"]
 
 
 def health(hlab, member, check_mode=False, **options):
     result = run_module("pg_health", hlab.args(member, **options), check_mode=check_mode)
-    assert ADMIN_PASSWORD not in result["_stdout"] + result["_stderr"]
+    assert hlab.admin_password not in result["_stdout"] + result["_stderr"]
     assert result["changed"] is False
     return result
 
@@ -70,21 +81,39 @@ def waiting_on_lock(hlab, pids):
 # --------------------------------------------------------------------------- healthy lab, round trips
 
 
-def test_healthy_primary_all_checks_ok_in_one_statement(hlab):
+def test_healthy_primary_all_checks_ok_and_round_trips_counted(hlab):
     result = health(hlab, hlab.primary)
     assert result["status"] == "OK", result["problems"]
     assert result["reachable"] is True
     assert result["role"] == "primary"
     assert len(result["checks"]) == 13
     assert set(result["checks"].values()) == {"OK"}
-    # postgres is the only non-template database: one connection, one statement for everything
-    assert result["databases_checked"] == ["postgres"]
-    assert (result["timing"]["connections"], result["timing"]["statements"]) == (1, 1)
+    # everything, sequences of the login database included, in one statement on one connection;
+    # each further database costs one connection and one statement for its sequences
+    databases = [
+        row[0]
+        for row in hlab.query(
+            hlab.primary, "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+        )
+    ]
+    assert "postgres" in databases and len(databases) >= 2
+    assert result["databases_checked"] == databases
+    assert result["timing"]["connections"] == len(databases)
+    assert result["timing"]["statements"] == len(databases)
     replicas = result["figures"]["hot_standby_delay"]["replicas"]
-    assert sorted(replica["application_name"] for replica in replicas) == ["pg-standby-1", "pg-standby-2"]
+    names = sorted(standby.replication_name for standby in hlab.standbys)
+    assert sorted(replica["application_name"] for replica in replicas) == names
     assert {replica["state"] for replica in replicas} == {"streaming"}
     slots = {slot["slot_name"]: slot["active"] for slot in result["figures"]["replication_slots"]}
-    assert slots == {"standby_1": True, "standby_2": True}
+    assert slots == dict.fromkeys(names, True)
+
+
+def test_cluster_wide_checks_alone_are_one_connection_one_statement(hlab):
+    cluster_wide = [check for check in CHECKS if check != "sequence"]
+    result = health(hlab, hlab.primary, checks=cluster_wide)
+    assert result["status"] == "OK", result["problems"]
+    assert (result["timing"]["connections"], result["timing"]["statements"]) == (1, 1)
+    assert result["databases_checked"] == []
 
 
 def test_healthy_standby_reports_its_receiver_and_no_backlog(hlab):
@@ -104,22 +133,27 @@ def test_check_mode_reads_the_same(hlab):
 
 
 def test_backends_counts_real_connections_against_usable_slots(hlab):
+    [(max_connections, reserved)] = hlab.query(
+        hlab.primary,
+        "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int",
+    )
+    usable = max_connections - reserved
     checks = {"checks": ["backends"]}
     before = health(hlab, hlab.primary, **checks)["figures"]["backends"]["client_backends"]
+    expected = round(100.0 * (before + 5) / usable, 1)
     extra = [hlab.connect(hlab.primary, application_name="health-backends") for _connection in range(5)]
     try:
-        result = health(hlab, hlab.primary, thresholds={"backends": {"warning": 15, "critical": 99}}, **checks)
+        # the threshold is exactly the figure five more connections make: at the threshold reaches it
+        result = health(hlab, hlab.primary, thresholds={"backends": {"warning": expected, "critical": 99}}, **checks)
     finally:
         for conn in extra:
             conn.close()
     backends = result["figures"]["backends"]
-    assert backends["max_connections"] == 40
-    assert backends["usable_connections"] == 37  # 40 minus superuser_reserved_connections 3
+    assert backends["max_connections"] == max_connections
+    assert backends["usable_connections"] == usable
     assert backends["client_backends"] == before + 5
     [found] = problems(result, "backends")
-    assert found["status"] == "WARNING"
-    assert found["value"] == round(100.0 * backends["client_backends"] / 37, 1)
-    assert found["threshold"] == 15
+    assert (found["status"], found["value"], found["threshold"]) == ("WARNING", expected, expected)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -280,7 +314,7 @@ def test_standby_with_paused_replay(hlab):
     assert on_standby["figures"]["hot_standby_delay"]["standby"]["replay_paused"] is True
     # the primary sees the same standby behind, and only that one
     behind = problems(on_primary, "hot_standby_delay")
-    assert {item["subject"] for item in behind} == {"replica pg-standby-1"}
+    assert {item["subject"] for item in behind} == {"replica %s" % standby.replication_name}
     lag = next(item for item in behind if item["unit"] == "bytes")
     assert lag["value"] >= backlog
     # resumed, it catches up and is OK again
@@ -306,10 +340,18 @@ def test_sequences_near_exhaustion_in_another_database(hlab):
         )
         result = health(hlab, hlab.primary, checks=["sequence"])
         listed = health(hlab, hlab.primary, checks=["sequence"], databases=["health_seq", "no_such_db"])
+        databases = [
+            row[0]
+            for row in hlab.query(
+                hlab.primary, "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+            )
+        ]
     finally:
         hlab.query(hlab.primary, "DROP DATABASE health_seq WITH (FORCE)")
-    assert result["databases_checked"] == ["health_seq", "postgres"]
-    assert (result["timing"]["connections"], result["timing"]["statements"]) == (2, 2)
+    assert "health_seq" in databases
+    assert result["databases_checked"] == databases
+    # the login database's sequences come with the one statement; every other database costs one more
+    assert (result["timing"]["connections"], result["timing"]["statements"]) == (len(databases), len(databases))
     found = {item["subject"]: item for item in problems(result, "sequence")}
     assert set(found) == {"sequence health_seq.public.orders_id_seq", "sequence health_seq.public.tags_id_seq"}
     orders = found["sequence health_seq.public.orders_id_seq"]
@@ -335,7 +377,8 @@ def test_txn_wraparound_reports_real_ages(hlab):
     found = {
         item["subject"]: item for item in problems(result, "txn_wraparound") if "transaction ID" in item["message"]
     }
-    assert set(found) == {"database postgres", "database template0", "database template1"}
+    every_database = {"database %s" % row[0] for row in hlab.query(hlab.primary, "SELECT datname FROM pg_database")}
+    assert set(found) == every_database
     assert before <= found["database postgres"]["value"] <= after
     assert {item["status"] for item in found.values()} == {"WARNING"}
 
@@ -398,12 +441,15 @@ def test_recovery_conflict_counted_on_the_standby(hlab):
 
 
 def test_closed_port_is_critical_not_a_failure(hlab):
-    result = health(hlab, hlab.primary, login_port=hlab.primary.port + 20)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = health(hlab, hlab.primary, login_port=port)
     assert result["status"] == "CRITICAL"
     assert result["reachable"] is False
     assert result["conn_err_kind"] == "refused"
     assert result["problems"][0]["check"] == "connection"
-    assert "127.0.0.1:%d" % (hlab.primary.port + 20) in result["conn_err_msg"]
+    assert "127.0.0.1:%d" % port in result["conn_err_msg"]
     assert "failed" not in result or result["failed"] is False
 
 
@@ -441,11 +487,12 @@ def test_fail_on_warning_fails_with_one_message_naming_the_server(hlab):
     assert not passes.get("failed")
 
 
-# --------------------------------------------------------------------------- last: it restarts the primary
+# --------------------------------------------------------------------------- on a private server
 
 
-def test_checksum_failure_on_a_corrupted_page(hlab):
+def test_checksum_failure_on_a_corrupted_page(private_server):
     """Flip bytes of a table page on disk, read it back, and see the counter pg_health grades."""
+    hlab = private_server
     primary = hlab.primary
     hlab.query(primary, "CREATE TABLE health_cksum AS SELECT g FROM generate_series(1, 1000) g; CHECKPOINT")
     relation = hlab.query(primary, "SELECT pg_relation_filepath('health_cksum')")[0][0]
@@ -464,7 +511,6 @@ def test_checksum_failure_on_a_corrupted_page(hlab):
         result = health(hlab, primary, checks=["checksum_failures"])
     finally:
         hlab.query(primary, "DROP TABLE health_cksum")
-        hlab.wait_streaming()
     [found] = problems(result, "checksum_failures")
     assert found["status"] == "CRITICAL"
     assert found["subject"] == "database postgres"
