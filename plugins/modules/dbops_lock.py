@@ -17,7 +17,7 @@ description:
   - O(state=absent) releases the lock if O(owner) holds it.
   - The lock file must be on storage every run sees - the controller for runs started on one
     machine; a shared path (or C(delegate_to) one lock host) when runs start on several AWX nodes.
-  - Locking is bookkeeping, not a change to the fleet: C(changed) is always false, so a rerun of a
+  - Locking is bookkeeping, not a change to the fleet. C(changed) is always false, so a rerun of a
     remediated incident stays idempotent. Check mode takes and releases locks too, because a
     rehearsal in check mode must not race a real run either.
 author:
@@ -55,8 +55,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Plans instead of acting; reports what it would do and changes nothing.
   diff_mode:
     support: none
+    description: Nothing to show as a diff.
 """
 
 EXAMPLES = r"""

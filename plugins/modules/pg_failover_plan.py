@@ -13,14 +13,14 @@ description:
     bounded by its own timeouts) and decides, with the evidence, one of
     C(healthy) (a reachable primary exists; change nothing),
     C(split_brain) (more than one server is out of recovery; change nothing, a person decides),
-    C(failover) (no primary answers; fence O(members) in RV(decision.fence), promote RV(decision.candidate)),
+    C(failover) (no primary answers; fence the members in RV(decision.fence), promote RV(decision.candidate)),
     or C(refused) (no safe candidate, or the candidate lags beyond O(max_lag_bytes)).
   - A primary that does not answer is looked at again for O(grace_period) seconds, so a blip is not an outage.
   - The candidate is the reachable standby with the most WAL received on the newest timeline; ties go to a
     standby named in C(synchronous_standby_names), then less replay backlog, then inventory order.
     Members with C(failover_candidate=false) are never chosen.
   - Also reports which standbys heard from their upstream within O(upstream_silence) seconds
-    (RV(upstream_heard_recently)): if the old primary cannot be fenced, that is the sign it may still
+    (RV(upstream_heard_recently)). If the old primary cannot be fenced, that is the sign it may still
     be serving writes behind a partition.
   - Read-only; runs on the controller; C(changed) is always false.
 author:
@@ -86,8 +86,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Plans instead of acting; reports what it would do and changes nothing.
   diff_mode:
     support: none
+    description: Nothing to show as a diff.
 """
 
 EXAMPLES = r"""
@@ -114,14 +116,50 @@ EXAMPLES = r"""
 
 RETURN = r"""
 decision:
-  description:
-    - C(action) (healthy, split_brain, failover, refused), C(reason), C(primary), C(candidate), C(fence) (members to
-      fence before promoting), C(standbys_to_repoint), C(estimated_data_loss_bytes), C(candidate_lag_bytes),
-      C(best_known_lsn), C(synchronous_standby_names) (for the promoted server; null leaves it alone),
-      C(durability_reduced), C(evidence) (one line per member).
+  description: What to do, with the evidence.
   returned: always
   type: dict
   sample: {"action": "failover", "candidate": "oltp-2", "fence": ["oltp-1"], "estimated_data_loss_bytes": 0}
+  contains:
+    action:
+      description: C(healthy), C(split_brain), C(failover) or C(refused).
+      type: str
+    reason:
+      description: The decision in one sentence.
+      type: str
+    primary:
+      description: The reachable primary, when C(healthy).
+      type: str
+    candidate:
+      description: The member to promote.
+      type: str
+    fence:
+      description: Members to fence before promoting (every member that is not a reachable standby).
+      type: list
+      elements: str
+    standbys_to_repoint:
+      description: Standbys that must follow the candidate.
+      type: list
+      elements: str
+    estimated_data_loss_bytes:
+      description: WAL the candidate never received, against the best position anyone reported.
+      type: int
+    candidate_lag_bytes:
+      description: How far the candidate's replayed position is behind the best known position.
+      type: int
+    best_known_lsn:
+      description: The furthest WAL position any member reported.
+      type: str
+    synchronous_standby_names:
+      description: The promoted server's synchronous_standby_names; null leaves it alone.
+      type: str
+    durability_reduced:
+      description: True when fewer synchronous standbys remain than the setting asked for.
+      type: bool
+    evidence:
+      description: One line per member saying what it reported.
+      type: list
+      elements: str
 members:
   description: What each member reported (pg_node_info's result), keyed by name.
   returned: always

@@ -16,7 +16,7 @@ description:
     O(method=kill) is killed outright, because a hung postmaster never answers a shutdown request.
   - Then writes C(standby.signal) into the data directory, so a restart by anyone (an init system,
     an operator) brings the server back read-only instead of as a second primary.
-  - Judges "running" from C(/proc) process states, not from C(postmaster.pid) or C(kill -0): a
+  - Judges "running" from C(/proc) process states, not from C(postmaster.pid) or C(kill -0), because a
     killed postmaster can linger as a zombie.
   - Idempotent. In check mode it reports the plan (processes, signals, files) and changes nothing.
 author:
@@ -50,8 +50,10 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: Plans instead of acting; reports what it would do and changes nothing.
   diff_mode:
     support: full
+    description: Shows the state before and after.
 """
 
 EXAMPLES = r"""

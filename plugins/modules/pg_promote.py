@@ -12,7 +12,7 @@ description:
   - Promotes the standby it connects to with C(pg_promote(wait => true)).
   - Idempotent, a server that is already out of recovery reports C(changed=false).
   - A promotion that does not finish within O(wait_seconds) is not rolled back (a promotion
-    cannot be undone safely): the module polls until O(promote_timeout) and then fails with
+    cannot be undone safely); the module polls until O(promote_timeout) and then fails with
     state C(unknown), so a person looks before anything else happens.
   - Fencing the old primary is the caller's job and must happen first (M(penguinmails.dbops.pg_fence)).
   - In check mode it reports the statement it would run and executes nothing.
@@ -38,8 +38,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Plans instead of acting; reports what it would do and changes nothing.
   diff_mode:
     support: none
+    description: Nothing to show as a diff.
 """
 
 EXAMPLES = r"""

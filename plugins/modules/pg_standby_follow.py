@@ -77,8 +77,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Plans instead of acting; reports what it would do and changes nothing.
   diff_mode:
     support: full
+    description: Shows the state before and after.
 """
 
 EXAMPLES = r"""
