@@ -19,7 +19,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils import escalati
 
 UTC = dt.timezone.utc
 DETECTED = dt.datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday
-ROLE_DEFAULTS = Path(__file__).resolve().parents[2] / "roles" / "incident" / "defaults" / "main.yml"
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "incident"
 
 # elapsed minutes -> level due on a four-level path for (critical, high, medium, low)
 LEVEL_MATRIX = [
@@ -210,13 +210,16 @@ def test_unknown_names_are_named_in_the_error():
         escalation.validate_business_hours({"weekdays": ["someday"]})
 
 
-def test_role_defaults_are_the_modules_defaults():
-    """The role's defaults and the module's built-in policy are the same data (no silent drift)."""
-    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text())
-    policy = escalation.default_policy()
-    assert defaults["incident_policy_types"] == policy["types"]
-    assert defaults["incident_policy_severity_levels"] == policy["severity_levels"]
-    assert defaults["incident_policy_escalation_paths"] == policy["escalation_paths"]
-    assert defaults["incident_contacts"] == policy["contacts"]
-    assert defaults["incident_policy_outcomes"] == policy["outcomes"]
-    assert defaults["incident_policy_business_hours"] == policy["business_hours"]
+def test_the_roles_seed_policy_is_the_modules_default_policy():
+    """The role's data (files/seed_policy.yml, wired up in defaults/main.yml) equals the module's built-in policy."""
+    assert yaml.safe_load((ROLE / "files" / "seed_policy.yml").read_text()) == escalation.default_policy()
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    for variable, table in [
+        ("incident_policy_types", "types"),
+        ("incident_policy_severity_levels", "severity_levels"),
+        ("incident_policy_escalation_paths", "escalation_paths"),
+        ("incident_contacts", "contacts"),
+        ("incident_policy_outcomes", "outcomes"),
+        ("incident_policy_business_hours", "business_hours"),
+    ]:
+        assert defaults[variable] == "{{ incident_seed_policy.%s }}" % table
