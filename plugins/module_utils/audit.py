@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Tuple
 
 GENESIS = "0" * 64
 SELF_HASH = re.compile(r',"hash":"([0-9a-f]{64})"\}$')
@@ -87,7 +87,7 @@ def own_hash_matches(line: str) -> bool:
     return bool(found) and line_hash(line[: found.start()] + "}") == found.group(1)
 
 
-def tail_line(handle) -> Optional[bytes]:
+def tail_line(handle: BinaryIO) -> Optional[bytes]:
     """The last complete line (without newline) of a file opened in binary mode, read from the end."""
     handle.seek(0, os.SEEK_END)
     end = handle.tell()
@@ -104,12 +104,12 @@ def tail_line(handle) -> Optional[bytes]:
     return None
 
 
-def count_lines(handle) -> int:
+def count_lines(handle: BinaryIO) -> int:
     handle.seek(0)
     return sum(1 for raw in handle if raw.endswith(b"\n"))
 
 
-def next_position(handle) -> Tuple[int, str]:
+def next_position(handle: BinaryIO) -> Tuple[int, str]:
     """(seq, prev) for the line to append: from the last line's seq, or by counting when it is unreadable."""
     last = tail_line(handle)
     if last is None:

@@ -20,7 +20,7 @@ import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import open_url
@@ -232,16 +232,18 @@ def pagerduty_event(header: Mapping[str, Any], action: str, routing_key: str) ->
 # --- planning: what is due and not yet sent ---------------------------------------------------
 
 
-def sent_keys(ledger: List[Mapping[str, Any]]) -> set:
+def sent_keys(ledger: List[Mapping[str, Any]]) -> Set[str]:
     """Keys that need no further attempt: sent, or skipped because nobody could be addressed."""
     return {entry["key"] for entry in ledger if entry.get("status") in ("sent", "skipped")}
 
 
-def delivery(channel: str, event: str, keys: List[str], levels: List[int], recipients: List[str], **body) -> Dict:
+def delivery(
+    channel: str, event: str, keys: List[str], levels: List[int], recipients: List[str], **body: Any
+) -> Dict[str, Any]:
     return dict(channel=channel, event=event, keys=keys, levels=levels, recipients=recipients, **body)
 
 
-def plan_pagerduty(header: Mapping[str, Any], done: set) -> List[Dict[str, Any]]:
+def plan_pagerduty(header: Mapping[str, Any], done: Set[str]) -> List[Dict[str, Any]]:
     if not header["policy"]["severity"].get("page"):
         return []
     action = "trigger"
@@ -253,11 +255,13 @@ def plan_pagerduty(header: Mapping[str, Any], done: set) -> List[Dict[str, Any]]
     return [delivery("pagerduty", action, [key], [], ["PagerDuty"])]
 
 
-def new_levels(state: Mapping[str, Any], channel: str, done: set) -> List[Mapping[str, Any]]:
+def new_levels(state: Mapping[str, Any], channel: str, done: Set[str]) -> List[Mapping[str, Any]]:
     return [level for level in state["levels"][: state["level"]] if f"{channel}:level:{level['level']}" not in done]
 
 
-def plan_slack(header: Mapping[str, Any], state: Mapping[str, Any], summary: Mapping[str, Any], done: set) -> List:
+def plan_slack(
+    header: Mapping[str, Any], state: Mapping[str, Any], summary: Mapping[str, Any], done: Set[str]
+) -> List[Dict[str, Any]]:
     plans = []
     levels = new_levels(state, "slack", done)
     if levels:
@@ -279,7 +283,9 @@ def plan_slack(header: Mapping[str, Any], state: Mapping[str, Any], summary: Map
     return plans
 
 
-def plan_email(header: Mapping[str, Any], state: Mapping[str, Any], summary: Mapping[str, Any], done: set) -> List:
+def plan_email(
+    header: Mapping[str, Any], state: Mapping[str, Any], summary: Mapping[str, Any], done: Set[str]
+) -> List[Dict[str, Any]]:
     plans = []
     for level in new_levels(state, "email", done):
         recipients = [_contact_line(contact) for contact in level["contacts"] if contact.get("email")]
@@ -507,7 +513,10 @@ def record_outcomes(record: Dict[str, Any], outcomes: List[Mapping[str, Any]], n
             record_store.append_entry(record, dict(note, changed=False, failed=True), now)
 
 
-def _plan_only(params: Mapping[str, Any], paths: Mapping[str, str], channels: Mapping[str, Any], now) -> Dict:
+def _plan_only(
+    params: Mapping[str, Any], paths: Mapping[str, str], channels: Mapping[str, Any], now: dt.datetime
+) -> Dict[str, Any]:
+    """Check mode: what would be sent, from the check-mode record preview and the ledger on disk."""
     record = record_store.load_record(paths)
     preview = params.get("incident") or (record_store.header(record) if record else None)
     if not preview or "policy" not in preview:
@@ -535,7 +544,13 @@ def _plan_only(params: Mapping[str, Any], paths: Mapping[str, str], channels: Ma
     }
 
 
-def _result(outcomes, state, summary, paths, channels) -> Dict[str, Any]:
+def _result(
+    outcomes: List[Mapping[str, Any]],
+    state: Optional[Mapping[str, Any]],
+    summary: Optional[Mapping[str, Any]],
+    paths: Mapping[str, str],
+    channels: Mapping[str, Any],
+) -> Dict[str, Any]:
     """The task result; the key is "failures", never "failed", which would fail the task."""
     failures = [public_view(item) for item in outcomes if item["status"] == "failed"]
     result = {
