@@ -287,6 +287,12 @@ class Lab:
         """RSS and PSS of every lab process, summed (see `memory_kb`)."""
         return memory_kb([pid for pids in self.all_pids().values() for pid in pids])
 
+    def is_gone(self) -> bool:
+        """No lab_root, no live lab process and no lab port accepting: nothing for `down()` to do."""
+        if self.lab_root.exists() or any(self.all_pids().values()):
+            return False
+        return not any(port_open(port, timeout=0.5) for port in self.ports())
+
     def ports(self) -> List[int]:
         ports = [server.port for server in self.servers.values()]
         return [*ports, self.pgbouncer_port] if self.pgbouncer_port else ports
@@ -660,13 +666,13 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 def _parse_tiers(text: str) -> Dict[str, int]:
     tiers = {}
     for item in filter(None, text.split(",")):
-        name, _, standbys = item.partition("=")
-        tiers[name.strip()] = int(standbys or 1)
+        name, separator, standbys = item.partition("=")
+        tiers[name.strip()] = int(standbys) if separator else 1
     return tiers
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     commands = parser.add_subparsers(dest="command", required=True)
     write = commands.add_parser("write-inventory", help="write DIR/hosts.yml for a topology")
     write.add_argument("directory")
@@ -692,10 +698,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(lab.inventory)
         return 0
     inventory = Path(options.directory) / "hosts.yml"
-    playbook, extra = (STATUS_PLAYBOOK, None) if options.command == "status" else (LAB_PLAYBOOK, None)
-    if options.command != "status":
-        extra = {"lab_state": "present" if options.command == "up" else "absent"}
-    run = run_playbook(inventory, playbook, extra)
+    if options.command == "status":
+        run = run_playbook(inventory, STATUS_PLAYBOOK)
+    else:
+        run = run_playbook(inventory, LAB_PLAYBOOK, {"lab_state": "present" if options.command == "up" else "absent"})
     sys.stdout.write(run.stdout)
     sys.stderr.write(run.stderr)
     return run.rc
