@@ -55,7 +55,14 @@ CHECKS = (
     "deadlocks",
     "conflicts",
     "checksum_failures",
+    "invalid_indexes",
+    "logins",
 )
+
+# What runs when the caller does not say. The two checks left out are for triage:
+# invalid indexes of the login database, and who is logged in (by role, superuser or
+# not, client address), which a security triage grades against its own allow lists.
+DEFAULT_CHECKS = tuple(check for check in CHECKS if check not in ("invalid_indexes", "logins"))
 
 # Defaults, also the module's documented defaults. Units: backends and sequence in percent,
 # times in seconds, WAL in bytes, wraparound in transaction ids, counters in events.
@@ -77,6 +84,7 @@ DEFAULT_THRESHOLDS: Dict[str, Dict[str, Any]] = {
     "deadlocks": {"warning": 100, "critical": None},
     "conflicts": {"warning": 100, "critical": None},
     "checksum_failures": {"warning": None, "critical": 1},
+    "invalid_indexes": {"warning": 1, "critical": None},
 }
 
 # The module's `thresholds` option: per check, its levels, their type and documented default.
@@ -99,6 +107,7 @@ _THRESHOLD_OPTIONS: Dict[str, Dict[str, Any]] = {
     "deadlocks": {"warning": ("int", 100), "critical": ("int", None)},
     "conflicts": {"warning": ("int", 100), "critical": ("int", None)},
     "checksum_failures": {"warning": ("int", None), "critical": ("int", 1)},
+    "invalid_indexes": {"warning": ("int", 1), "critical": ("int", None)},
 }
 
 
@@ -593,6 +602,49 @@ def _grade_counter(check: str, column: str, what: str) -> Callable[[Figures, Dic
     return grade_counter
 
 
+def grade_invalid_indexes(figures: Figures, limits: Dict[str, Any]) -> List[Finding]:
+    """Indexes of the login database left invalid (a failed CREATE or REINDEX CONCURRENTLY).
+
+    An index being built right now is invalid until the build ends: it is not counted.
+    """
+    rows = figures["invalid_indexes"]
+    database = figures.get("current_database") or "?"
+    invalid = [row for row in rows if not row.get("being_built")]
+    if not invalid:
+        return [graded("invalid_indexes", 0, limits, "database %s: no invalid index" % database, "count")]
+    names = []
+    for row in invalid[:TOP_SESSIONS]:
+        traits = ["unique"] if row.get("is_unique") else []
+        if not row.get("is_ready"):
+            traits.append("not maintained by writes")
+        names.append(
+            "%s.%s on %s%s" % (row["schema"], row["index"], row["table"], " (%s)" % ", ".join(traits) if traits else "")
+        )
+    if len(invalid) > len(names):
+        names.append("and %d more" % (len(invalid) - len(names)))
+    message = "database %s: %d invalid index(es), not used by queries: %s" % (database, len(invalid), "; ".join(names))
+    message += "; rebuild with REINDEX INDEX CONCURRENTLY, or drop"
+    return [graded("invalid_indexes", len(invalid), limits, message, "count", "database %s" % database)]
+
+
+def grade_logins(figures: Figures, limits: Dict[str, Any]) -> List[Finding]:
+    """Who is logged in. Always OK: whether a login is expected is the caller's policy (triage)."""
+    groups = figures["logins"]
+    sessions = sum(group.get("sessions") or 0 for group in groups)
+    roles = sorted({group.get("user") or "?" for group in groups})
+    addresses = {group.get("client_addr") or "local" for group in groups}
+    superusers = sorted({group.get("user") or "?" for group in groups if group.get("superuser")})
+    superuser_sessions = sum(group.get("sessions") or 0 for group in groups if group.get("superuser"))
+    message = "%d session(s) of %d role(s) from %d address(es); %d superuser session(s)%s" % (
+        sessions,
+        len(roles),
+        len(addresses),
+        superuser_sessions,
+        " (%s)" % ", ".join(superusers) if superusers else "",
+    )
+    return [finding("logins", OK, sessions, None, message, "count")]
+
+
 GRADERS: Dict[str, Callable[[Figures, Dict[str, Any]], List[Finding]]] = {
     "connection": grade_connection,
     "backends": grade_backends,
@@ -607,6 +659,8 @@ GRADERS: Dict[str, Callable[[Figures, Dict[str, Any]], List[Finding]]] = {
     "deadlocks": _grade_counter("deadlocks", "deadlocks", "deadlocks"),
     "conflicts": _grade_counter("conflicts", "conflicts", "queries cancelled by recovery conflicts"),
     "checksum_failures": _grade_counter("checksum_failures", "checksum_failures", "data page checksum failures"),
+    "invalid_indexes": grade_invalid_indexes,
+    "logins": grade_logins,
 }
 
 
@@ -732,6 +786,28 @@ _DATABASE_COUNTERS = """(SELECT coalesce(json_agg(c ORDER BY c.database NULLS FI
       SELECT datname AS database, deadlocks, conflicts, checksum_failures, checksum_last_failure, stats_reset
       FROM pg_stat_database) c) AS database_counters"""
 
+# Invalid indexes of the login database (pg_index is per database). No size: reading it
+# would lock the index, and a DROP INDEX waiting there would make this statement wait.
+_INVALID_INDEXES = """(SELECT coalesce(json_agg(i ORDER BY i.schema, i.index), '[]') FROM (
+      SELECT n.nspname AS schema, c.relname AS index, t.relname AS "table", x.indisunique AS is_unique,
+             x.indisready AS is_ready,
+             EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = c.oid) AS being_built
+      FROM pg_index x
+      JOIN pg_class c ON c.oid = x.indexrelid
+      JOIN pg_class t ON t.oid = x.indrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE NOT x.indisvalid AND NOT pg_is_other_temp_schema(n.oid)) i) AS invalid_indexes"""
+
+# Client and replication sessions by role, superuser or not, client address and kind.
+_LOGINS = """(SELECT coalesce(json_agg(l ORDER BY l.superuser DESC, l."user", l.client_addr NULLS FIRST), '[]') FROM (
+      SELECT a."user", coalesce(r.rolsuper, false) AS superuser, a.client_addr, a.backend_type,
+             count(*) AS sessions, (array_agg(a.pid ORDER BY a.pid))[1:10] AS pids,
+             array_remove(array_agg(DISTINCT a.database), NULL) AS databases,
+             (array_agg(DISTINCT a.application_name))[1:5] AS applications
+      FROM activity a LEFT JOIN pg_roles r ON r.rolname = a."user"
+      WHERE a.backend_type IN ('client backend', 'walsender') AND a.pid <> pg_backend_pid()
+      GROUP BY a."user", coalesce(r.rolsuper, false), a.client_addr, a.backend_type) l) AS logins"""
+
 # Usage of every sequence this login can read, limited by the type of the column it feeds
 # (a bigint sequence behind an integer column runs out at 2^31-1), fullest first.
 SEQUENCE_SELECT = """WITH seq AS (
@@ -785,6 +861,8 @@ _FRAGMENTS_BY_CHECK = {
     "deadlocks": ("database_counters",),
     "conflicts": ("database_counters",),
     "checksum_failures": ("database_counters",),
+    "invalid_indexes": ("invalid_indexes",),
+    "logins": ("logins",),
 }
 
 
@@ -811,10 +889,14 @@ def _fragment(name: str, server_version_num: int) -> str:
         return _DATABASES
     if name == "database_counters":
         return _DATABASE_COUNTERS
+    if name == "invalid_indexes":
+        return _INVALID_INDEXES
+    if name == "logins":
+        return _LOGINS
     raise ValueError("unknown fragment %s" % name)
 
 
-_NEEDS_ACTIVITY = ("backends", "txn_idle", "txn_time", "query_time", "lockwait")
+_NEEDS_ACTIVITY = ("backends", "txn_idle", "txn_time", "query_time", "lockwait", "logins")
 
 
 def fragments_for(checks: Sequence[str]) -> List[str]:
@@ -892,6 +974,10 @@ def figures_from_row(row: Dict[str, Any]) -> Figures:
     for name in ("txn_idle", "txn_time", "query_time", "replication_slots", "databases", "database_counters"):
         if name in row:
             figures[name] = row[name]
+    for name in ("invalid_indexes", "logins"):
+        if name in row:
+            figures[name] = row[name]
+            figures["current_database"] = row.get("current_database")
     if "lockwait" in row:
         locks = dict(row["lockwait"])
         locks["chains"] = blocking_chains(locks.get("waits") or [])
@@ -983,7 +1069,7 @@ def unreachable_result(params: ConnectionParams, failure: ConnectionFailure, sta
 
 def collect_health(
     params: ConnectionParams,
-    checks: Sequence[str] = CHECKS,
+    checks: Sequence[str] = DEFAULT_CHECKS,
     thresholds: Optional[Dict[str, Dict[str, Any]]] = None,
     databases: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:

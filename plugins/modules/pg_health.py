@@ -20,6 +20,10 @@ description:
     or not; lost slots); C(txn_wraparound) (transaction and multixact ID age per database);
     C(sequence) (sequences near exhaustion, bounded by the type of the column they feed);
     C(deadlocks), C(conflicts) and C(checksum_failures) (pg_stat_database counters)."
+  - "Two checks run only when asked for in O(checks), for triage: C(invalid_indexes) (indexes of
+    O(login_db) left invalid by a failed CREATE INDEX or REINDEX CONCURRENTLY; one being built right
+    now is not counted) and C(logins) (client and replication sessions by role, superuser or not,
+    and client address; always OK, whether a login is expected is the caller's policy)."
   - Round trips. One connection and one statement read every cluster-wide figure and the sequences of
     O(login_db). Sequences are per database, so the C(sequence) check costs one more connection and one
     statement for each further database it reads (see O(databases)). Leave C(sequence) out of O(checks)
@@ -40,10 +44,12 @@ options:
   checks:
     description:
       - Which checks to run. C(connection) always runs.
+      - C(invalid_indexes) and C(logins) are not in the default list; add them to run them.
     type: list
     elements: str
     choices: [connection, backends, txn_idle, txn_time, query_time, lockwait, hot_standby_delay,
-              replication_slots, txn_wraparound, sequence, deadlocks, conflicts, checksum_failures]
+              replication_slots, txn_wraparound, sequence, deadlocks, conflicts, checksum_failures,
+              invalid_indexes, logins]
     default: [connection, backends, txn_idle, txn_time, query_time, lockwait, hot_standby_delay,
               replication_slots, txn_wraparound, sequence, deadlocks, conflicts, checksum_failures]
   databases:
@@ -231,6 +237,17 @@ options:
             description: Critical level (count); any failure means corrupted pages.
             type: int
             default: 1
+      invalid_indexes:
+        description: Invalid indexes in O(login_db).
+        type: dict
+        suboptions:
+          warning:
+            description: Warning level (count).
+            type: int
+            default: 1
+          critical:
+            description: Critical level (count); disabled by default.
+            type: int
 attributes:
   check_mode:
     support: full
@@ -342,7 +359,9 @@ figures:
       replay_delay_seconds, replay_paused, receiver_status) and C(replicas);
       C(replication_slots); C(databases) (xid_age, mxid_age); C(sequences) per database
       (count and the 10 fullest); C(database_counters) (deadlocks, conflicts, checksum_failures,
-      stats_reset); C(connect_ms).
+      stats_reset); C(connect_ms); with the optional checks, C(invalid_indexes) (schema, index, table,
+      is_unique, is_ready, being_built), C(logins) (user, superuser, client_addr, backend_type, sessions,
+      pids, databases, applications) and C(current_database).
   returned: when O(servers) is not set
   type: dict
   sample: {"backends": {"client_backends": 3, "usable_connections": 25, "percent_used": 12.0}}
@@ -426,6 +445,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.health import (
     CHECKS,
+    DEFAULT_CHECKS,
     UNKNOWN,
     collect_health,
     failure_message,
@@ -447,7 +467,7 @@ def argument_spec() -> dict:
     spec.update(servers_argument_spec())
     spec.update(
         {
-            "checks": {"type": "list", "elements": "str", "choices": list(CHECKS), "default": list(CHECKS)},
+            "checks": {"type": "list", "elements": "str", "choices": list(CHECKS), "default": list(DEFAULT_CHECKS)},
             "databases": {"type": "list", "elements": "str"},
             "fail_on": {"type": "str", "choices": ["never", "warning", "critical"], "default": "never"},
             "thresholds": thresholds_argument_spec(),
