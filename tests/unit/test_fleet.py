@@ -220,3 +220,13 @@ def test_pg_health_fleet_refuses_duplicate_names(tmp_path):
     _output, result = run_module("pg_health", args, tmp_path)
     assert result["failed"] is True
     assert "repeated: x" in result["msg"]
+
+
+def test_pg_node_info_fleet_fail_on_unreachable_lists_every_down_server(tmp_path):
+    port = closed_port()
+    servers = [{"name": name, "login_host": "127.0.0.1", "login_port": port} for name in ("db-a", "db-b")]
+    _output, result = run_module("pg_node_info", {"servers": servers, "fail_on_unreachable": True}, tmp_path)
+    assert result["failed"] is True
+    assert result["msg"].startswith("2 of 2 servers unreachable: db-a: connect to PostgreSQL at 127.0.0.1:%d" % port)
+    assert "db-b: " in result["msg"]
+    assert list(result["servers"]) == ["db-a", "db-b"]
