@@ -477,7 +477,7 @@ def admin_panel_evidence(result: Optional[Mapping[str, Any]]) -> List[Evidence]:
     if isinstance(status, int) and status > 0:
         why = "HTTP %d" % status
     else:
-        why = str(result.get("msg") or "no answer").split("\n")[0][:200]
+        why = str(result.get("msg") or "no answer").split("\n", maxsplit=1)[0][:200]
     return [
         evidence(
             None,
@@ -530,7 +530,9 @@ def build_incident(
     types = policy["types"]
     for item in items:
         item["severity"] = severity_of(incident_type, item["status"], types, raise_on_critical)
-    severity = max((item["severity"] for item in items), key=severity_rank)
+    # PostHog corroborates; only the servers' own evidence sets the severity.
+    own = [item for item in items if item["source"] != "posthog"] or items
+    severity = max((item["severity"] for item in own), key=severity_rank)
     try:
         chosen = escalation.classify(incident_type, severity, types, policy["severity_levels"])
     except escalation.PolicyError as error:

@@ -58,8 +58,8 @@ def healthy_servers():
     return {"oltp-1": server("primary"), "oltp-2": server("standby"), "content-1": server("primary")}
 
 
-def run(servers=None, tiers=TIERS, **params):
-    return triage(dict({"tiers": tiers, "health": {"servers": servers or healthy_servers()}}, **params))
+def run(servers=None, tiers=None, **params):
+    return triage(dict({"tiers": tiers or TIERS, "health": {"servers": servers or healthy_servers()}}, **params))
 
 
 def pool_result(findings=(), databases=("penguinmails_oltp", "penguinmails_content"), reachable=True):
@@ -353,6 +353,7 @@ def test_posthog_corroborates_a_type_the_servers_found():
     [incident] = run(servers, posthog=alerts)["tiers"]["oltp"]["incidents"]
     assert incident["type"] == PERF
     assert [item["source"] for item in incident["evidence"]] == ["postgres", "posthog"]
+    assert incident["severity"] == "low"  # a CRITICAL alert does not raise it: the servers say WARNING
 
 
 def test_posthog_alone_opens_nothing():
