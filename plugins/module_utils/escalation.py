@@ -31,7 +31,7 @@ WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 INCIDENT_TYPES = ("db_outage", "pool_exhaustion", "data_integrity", "performance", "security_breach")
 SEVERITIES = ("critical", "high", "medium", "low")
-OUTCOMES = ("resolved", "mitigated", "escalated", "refused")
+OUTCOMES = ("resolved", "mitigated", "escalated", "refused", "no_action")
 PAGERDUTY_ACTIONS = ("trigger", "acknowledge", "resolve", "none")
 PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
 
@@ -144,6 +144,7 @@ DEFAULT_OUTCOMES: Dict[str, Dict[str, Any]] = {
     "mitigated": {"mitigated": True, "escalate_to_level": 0, "pagerduty_action": "acknowledge"},
     "escalated": {"mitigated": False, "escalate_to_level": 2, "pagerduty_action": "trigger"},
     "refused": {"mitigated": False, "escalate_to_level": 2, "pagerduty_action": "trigger"},
+    "no_action": {"mitigated": True, "escalate_to_level": 0, "pagerduty_action": "resolve"},
 }
 
 DEFAULT_BUSINESS_HOURS: Dict[str, Any] = {

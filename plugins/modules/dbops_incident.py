@@ -143,8 +143,10 @@ options:
       - V(resolved) and V(mitigated) stamp C(mitigated_at) (the first mitigation counts); V(escalated) and
         V(refused) (for example a failover refused for safety) do not, and by default raise the escalation
         to level 2.
+      - V(no_action) closes an incident whose checks found nothing to fix (for example the primary answered);
+        it counts as mitigated at close.
     type: str
-    choices: [resolved, mitigated, escalated, refused]
+    choices: [resolved, mitigated, escalated, refused, no_action]
   mitigated_at:
     description:
       - For O(event=close), when service was restored, as ISO 8601 or epoch seconds. Defaults to now.
