@@ -14,7 +14,9 @@ What it does:
 * times, wall clock per ansible-playbook run, median of --runs:
   per-host `penguinmails.dbops.pg_health` and `community.postgresql.postgresql_info`
   at each --forks, fleet mode (`pg_health` and `pg_node_info` with servers=...,
-  run_once) and, for reference, `ansible.builtin.ping` per host at 90 hosts;
+  run_once; the module's own time read through the tree callback) and, for
+  reference, Ansible's floor for the inventory (one run_once debug task) and
+  `ansible.builtin.ping` per host at 90 hosts;
 * SIGSTOPs one server and times the fleet sweep (it should cost one
   connect_timeout) and, for contrast, the per-host sweep;
 * community.postgresql comes from Galaxy into .build/bench-collections, or when
@@ -138,6 +140,17 @@ PER_HOST_PING = """
       ansible.builtin.ping:
 """
 
+FLOOR = """
+- name: Ansible's fixed cost for this inventory
+  hosts: postgres
+  gather_facts: false
+  tasks:
+    - name: One task, once, nothing to connect to
+      ansible.builtin.debug:
+        msg: floor
+      run_once: true
+"""
+
 FLEET = """
 - name: {module} fleet mode
   hosts: postgres
@@ -189,6 +202,7 @@ class Runner:
             ("pg_health", PER_HOST_PG_HEALTH),
             ("postgresql_info", PER_HOST_POSTGRESQL_INFO),
             ("ping", PER_HOST_PING),
+            ("floor", FLOOR),
             ("fleet_pg_health", FLEET.format(module="pg_health")),
             ("fleet_pg_node_info", FLEET.format(module="pg_node_info")),
         ):
@@ -302,9 +316,11 @@ def main() -> None:
         def record(kind: str, hosts: int, forks: Optional[int], summary: Dict[str, Any], note: str = "") -> None:
             entry = dict(summary, kind=kind, hosts=hosts, forks=forks, note=note)
             results["sweeps"].append(entry)
+            options.json.parent.mkdir(parents=True, exist_ok=True)
+            options.json.write_text(json.dumps(results, indent=2))  # kept if a later sweep fails
             inner = " (module %.2f s)" % summary["module_seconds"] if "module_seconds" in summary else ""
             print(
-                "  %-26s hosts %3d forks %-4s %6.2f s%s %s"
+                "  %-31s hosts %3d forks %-4s %6.2f s%s %s"
                 % (kind, hosts, forks or "-", summary["seconds"], inner, note),
                 flush=True,
             )
@@ -317,6 +333,12 @@ def main() -> None:
                     record(kind, hosts, forks, median_of(options.runs, runner.play, kind, inventory, forks))
                 if hosts == 90:
                     record("ping", hosts, forks, median_of(options.runs, runner.play, "ping", inventory, forks))
+            record(
+                "ansible floor (run_once debug)",
+                hosts,
+                None,
+                median_of(options.runs, runner.play, "floor", inventory, 10),
+            )
             for kind in ("fleet_pg_health", "fleet_pg_node_info"):
                 record(kind, hosts, None, median_of(options.runs, runner.play, kind, inventory, 10))
             sweep = statistics.median(

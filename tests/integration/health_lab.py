@@ -130,9 +130,11 @@ class HealthLab:
     @contextlib.contextmanager
     def stopped(self, member: Member) -> Iterator[List[int]]:
         """SIGSTOP the member's postmaster and all its children; SIGCONT them afterwards, always."""
-        pids = member.process_tree()
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        pids = []
+        for pid in member.process_tree():  # the postmaster first: it forks nothing new once stopped
+            with contextlib.suppress(ProcessLookupError):  # a backend that just exited
+                os.kill(pid, signal.SIGSTOP)
+                pids.append(pid)
         try:
             yield pids
         finally:
