@@ -44,7 +44,7 @@ INTRUDER, INTRUDER_PASSWORD = "triage_intruder", "triage-intruder-secret-4471"
 def shrink_pool(lab: lablib.Lab, tier: str, pool_size: int) -> None:
     """Give the tier a small PgBouncer pool in the inventory, before the lab is built."""
     text = lab.inventory.read_text()
-    header, _, body = text.partition("\n")
+    header, _newline, body = text.partition("\n")
     inventory = json.loads(body)
     tier_vars = inventory["all"]["children"]["postgres"]["children"][tier]["vars"]
     tier_vars.update(tier_pool_size=pool_size, tier_pool_min=1)
@@ -109,7 +109,14 @@ class Triage:
         env = dict(lablib.playbook_env(), ANSIBLE_SHOW_CUSTOM_STATS="1", DBOPS_INCIDENT_DIR=str(self.incident_dir))
         argv = [lablib.ansible_playbook(), "-i", str(self.lab.inventory), str(TRIAGE), *args, "-e", json.dumps(extra)]
         done = subprocess.run(
-            argv, cwd=lablib.REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
+            argv,
+            cwd=lablib.REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         run = lablib.PlaybookRun(argv[1:], done.returncode, done.stdout, done.stderr, lablib.parse_recap(done.stdout))
         run.check()
@@ -386,11 +393,11 @@ def test_four_kinds_of_trouble_one_incident_per_tier_and_type(triage_lab):
                 cursor.execute("SELECT pg_advisory_lock(4242)")
             held.in_background(app_connect(lab, oltp, "penguinmails_oltp"), "SELECT pg_advisory_lock(4242)")
             held.keep(lablib.connect(oltp.port, INTRUDER, INTRUDER_PASSWORD, dbname="penguinmails_oltp"))
-            for _ in range(CONTENT_POOL_SIZE):  # each holds a server connection in an open transaction
+            for _holder in range(CONTENT_POOL_SIZE):  # each holds a server connection in an open transaction
                 holder = held.keep(lab.connect_pgbouncer("penguinmails_content", autocommit=False))
                 with holder.cursor() as cursor:
                     cursor.execute("SELECT 1")
-            for _ in range(2):
+            for _waiter in range(2):
                 held.keep_waiting(lambda: lab.connect_pgbouncer("penguinmails_content"), "SELECT 1")
             assert lablib.wait_until(lambda: count(lab, oltp, "wait_event_type = 'Lock'") == 1, timeout=20)
             assert lablib.wait_until(lambda: waiting_clients(lab, "penguinmails_content") >= 1, timeout=20)
