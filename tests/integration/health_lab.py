@@ -147,7 +147,7 @@ class HealthLab:
         stop_pid(member.data_dir / "postmaster.pid")
         if between is not None:
             between()
-        _run([str(PG_BIN_CANDIDATES[0] / "pg_ctl"), "-D", str(member.data_dir), "-l", str(_log(member)), "-w", "start"])
+        _start(PG_BIN_CANDIDATES[0], member)
 
     def wait_streaming(self, timeout: float = 30) -> None:
         expected = len(self.standbys)
@@ -161,10 +161,29 @@ class HealthLab:
         assert ok, "standbys are not streaming from the primary"
 
 
-def _run(argv: List[str]) -> None:
+def _run(argv: List[str], log: Optional[Path] = None) -> None:
     completed = subprocess.run(as_postgres(argv), capture_output=True, text=True, check=False)
     if completed.returncode != 0:
-        raise AssertionError("%s failed: %s %s" % (argv[0], completed.stdout, completed.stderr))
+        tail = ""
+        if log is not None and log.exists():
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise AssertionError("%s failed: %s %s\n%s" % (argv[0], completed.stdout, completed.stderr, tail))
+
+
+def _start(pg_bin: Path, member: Member, attempts: int = 5) -> None:
+    """pg_ctl start; retried while the port is briefly held by some client's outgoing connection
+    (ports 32768-60999 are also the kernel's ephemeral range)."""
+    for attempt in range(attempts):
+        try:
+            _run(
+                [str(pg_bin / "pg_ctl"), "-D", str(member.data_dir), "-l", str(_log(member)), "-w", "start"],
+                _log(member),
+            )
+            return
+        except AssertionError as error:
+            if "Address already in use" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def _configure(data: Path, port: int, socket_dir: Path) -> None:
@@ -208,7 +227,7 @@ def _start_tier(pg_bin: Path, root: Path, tier: str, port: int, standbys: int, s
         ]
     )
     _configure(primary.data_dir, primary.port, root)
-    _run([str(pg_bin / "pg_ctl"), "-D", str(primary.data_dir), "-l", str(_log(primary)), "-w", "start"])
+    _start(pg_bin, primary)
     stops.append(lambda: stop_pid(primary.data_dir / "postmaster.pid"))
     for standby in members:
         _run(
@@ -232,7 +251,7 @@ def _start_tier(pg_bin: Path, root: Path, tier: str, port: int, standbys: int, s
         )
         with open(standby.data_dir / "postgresql.auto.conf", "a") as auto:
             auto.write("port = %d\ncluster_name = '%s'\n" % (standby.port, standby.replication_name))
-        _run([str(pg_bin / "pg_ctl"), "-D", str(standby.data_dir), "-l", str(_log(standby)), "-w", "start"])
+        _start(pg_bin, standby)
         stops.append(lambda data=standby.data_dir: stop_pid(data / "postmaster.pid"))
     lab.wait_streaming()
     return lab
