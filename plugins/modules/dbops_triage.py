@@ -84,7 +84,8 @@ options:
   allowed_client_cidrs:
     description:
       - Addresses or CIDR ranges clients may log in from (IPv4 and IPv6). Empty turns the address rule off.
-      - Replication connections count, so list the standbys' networks. Unix socket sessions are local and pass.
+      - Every session counts, replication and PgBouncer's server connections included, so list the application's,
+        the PgBouncer hosts' and the standbys' networks. Unix socket sessions are local and pass.
     type: list
     elements: str
     default: []
