@@ -11,7 +11,8 @@ What it does:
   DBOPS_TEST_PORT_BASE (default 57000) + 100.., stopped by PID at the end;
 * writes inventories of 9, 45, 90, 180 hosts, each host an entry pointing at
   one of the 9 servers (a large fleet as Ansible sees it);
-* times, wall clock per ansible-playbook run, median of --runs:
+* times, wall clock per ansible-playbook run, median and best of --runs rounds
+  (each round runs every configuration once, so all see the same load):
   per-host `penguinmails.dbops.pg_health` and `community.postgresql.postgresql_info`
   at each --forks, fleet mode (`pg_health` and `pg_node_info` with servers=...,
   run_once; the module's own time read through the tree callback) and, for
@@ -233,8 +234,7 @@ class Runner:
         return result
 
 
-def median_of(runs: int, measure, *args: Any) -> Dict[str, Any]:
-    samples = [measure(*args) for _run in range(runs)]
+def summarize(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     summary = {
         "seconds": statistics.median(sample["seconds"] for sample in samples),
         "best_seconds": min(sample["seconds"] for sample in samples),  # least disturbed by other load
@@ -244,6 +244,16 @@ def median_of(runs: int, measure, *args: Any) -> Dict[str, Any]:
         summary["module_seconds"] = statistics.median(sample["module_seconds"] for sample in samples)
         summary["down"] = samples[0]["down"]
     return summary
+
+
+def interleaved(runs: int, configurations: List[Tuple[Any, ...]]) -> List[Tuple[Tuple[Any, ...], Dict[str, Any]]]:
+    """Run every configuration once per round, `runs` rounds: on a shared machine each one then
+    sees the same mix of quiet and busy moments. configurations: (label..., measure, *args)."""
+    samples: Dict[int, List[Dict[str, Any]]] = {index: [] for index in range(len(configurations))}
+    for _round in range(runs):
+        for index, (_kind, _hosts, _forks, _note, measure, *args) in enumerate(configurations):
+            samples[index].append(measure(*args))
+    return [(configuration[:4], summarize(samples[index])) for index, configuration in enumerate(configurations)]
 
 
 def in_process_sweep(servers: List[Any], hosts: int, password: str, timeout: float) -> float:
@@ -329,26 +339,24 @@ def main() -> None:
                 flush=True,
             )
 
+        def timed_sweep(hosts: int) -> Dict[str, Any]:
+            return {"seconds": in_process_sweep(servers, hosts, ADMIN_PASSWORD, options.timeout)}
+
         for hosts in host_counts:
             inventory = Path(scratch) / ("inventory-%d.json" % hosts)
             write_inventory(inventory, servers, hosts, ADMIN_PASSWORD, options.timeout)
+            configurations: List[Tuple[Any, ...]] = []
             for forks in fork_counts:
-                for kind in ("pg_health", "postgresql_info"):
-                    record(kind, hosts, forks, median_of(options.runs, runner.play, kind, inventory, forks))
-                if hosts == 90:
-                    record("ping", hosts, forks, median_of(options.runs, runner.play, "ping", inventory, forks))
-            record(
-                "ansible floor (run_once debug)",
-                hosts,
-                None,
-                median_of(options.runs, runner.play, "floor", inventory, 10),
+                for kind in ("pg_health", "postgresql_info") + (("ping",) if hosts == 90 else ()):
+                    configurations.append((kind, hosts, forks, "", runner.play, kind, inventory, forks))
+            configurations.append(
+                ("ansible floor (run_once debug)", hosts, None, "", runner.play, "floor", inventory, 10)
             )
             for kind in ("fleet_pg_health", "fleet_pg_node_info"):
-                record(kind, hosts, None, median_of(options.runs, runner.play, kind, inventory, 10))
-            sweep = statistics.median(
-                in_process_sweep(servers, hosts, ADMIN_PASSWORD, options.timeout) for _run in range(options.runs)
-            )
-            record("fleet in-process", hosts, None, {"seconds": sweep, "best_seconds": sweep, "runs": options.runs})
+                configurations.append((kind, hosts, None, "", runner.play, kind, inventory, 10))
+            configurations.append(("fleet in-process", hosts, None, "", timed_sweep, hosts))
+            for (kind, _hosts, forks, note), summary in interleaved(options.runs, configurations):
+                record(kind, hosts, forks, summary, note)
 
         frozen_lab = tiers["olap"]
         frozen = frozen_lab.standbys[0]
@@ -356,13 +364,18 @@ def main() -> None:
             if hosts not in host_counts:
                 continue
             inventory = Path(scratch) / ("inventory-%d.json" % hosts)
+            note = "%s SIGSTOPped" % frozen.name
             with frozen_lab.stopped(frozen):
-                summary = median_of(options.runs, runner.play, "fleet_pg_health", inventory, 10)
-                record("fleet_pg_health", hosts, None, summary, note="%s SIGSTOPped" % frozen.name)
+                configurations = [("fleet_pg_health", hosts, None, note, runner.play, "fleet_pg_health", inventory, 10)]
+                for (kind, _hosts, forks, label), summary in interleaved(options.runs, configurations):
+                    record(kind, hosts, forks, summary, label)
                 if hosts == 90:
-                    for forks in fork_counts:
-                        summary = median_of(1, runner.play, "pg_health", inventory, forks)
-                        record("pg_health", hosts, forks, summary, note="%s SIGSTOPped (1 run)" % frozen.name)
+                    configurations = [
+                        ("pg_health", hosts, forks, note + " (1 run)", runner.play, "pg_health", inventory, forks)
+                        for forks in fork_counts
+                    ]
+                    for (kind, _hosts, forks, label), summary in interleaved(1, configurations):
+                        record(kind, hosts, forks, summary, label)
             frozen_lab.wait_streaming()
 
     results["load_average_after"] = os.getloadavg()
