@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import fleet_targets, run_fleet
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import lsn_to_int
 
 DEFAULT_MAX_LAG_BYTES = 1024 * 1024
@@ -279,15 +279,23 @@ def upstream_heard_recently(members: List[Member], silence_s: float) -> List[str
     return recent
 
 
-def observe(members: List[Dict[str, Any]], base: Any, collect: Any, workers: int = 16) -> List[Member]:
-    """One concurrent look at every member; `collect(params) -> node info` is pg_node_info's collector."""
+def member_entry_spec() -> Dict[str, Dict[str, Any]]:
+    """Suboptions of a tier member list (the shape the tier_members filter produces)."""
+    return {
+        "name": {"type": "str", "required": True},
+        "login_host": {"type": "str", "required": True},
+        "login_port": {"type": "int", "required": True},
+        "failover_candidate": {"type": "bool", "default": True},
+    }
 
-    def look(member: Dict[str, Any]) -> Member:
-        params = base.__class__(**{**base.__dict__, "host": member["login_host"], "port": int(member["login_port"])})
-        return Member(member["name"], collect(params), bool(member.get("failover_candidate", True)))
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(members)))) as pool:
-        return list(pool.map(look, members))
+def observe(members: List[Dict[str, Any]], base: Any, collect: Any) -> List[Member]:
+    """One concurrent look at every member (the fleet runner); `collect(params)` is pg_node_info's collector."""
+    looked = run_fleet(fleet_targets(base, members), collect)["servers"]
+    return [
+        Member(member["name"], looked[member["name"]], bool(member.get("failover_candidate", True)))
+        for member in members
+    ]
 
 
 def observe_with_grace(

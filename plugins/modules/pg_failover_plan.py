@@ -188,6 +188,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import (
     decide,
+    member_entry_spec,
     observe_with_grace,
     upstream_heard_recently,
 )
@@ -207,12 +208,7 @@ def main() -> None:
             "type": "list",
             "elements": "dict",
             "required": True,
-            "options": {
-                "name": {"type": "str", "required": True},
-                "login_host": {"type": "str", "required": True},
-                "login_port": {"type": "int", "required": True},
-                "failover_candidate": {"type": "bool", "default": True},
-            },
+            "options": member_entry_spec(),
         },
         candidate={"type": "str"},
         max_lag_bytes={"type": "int", "default": 1048576},
@@ -229,13 +225,16 @@ def main() -> None:
         module.fail_json(msg="members is empty: the tier has no servers in the inventory")
 
     started = time.monotonic()
-    observed, looks, last_primary_lsn = observe_with_grace(
-        module.params["members"],
-        ConnectionParams.from_module_params(module.params),
-        collect_node_info,
-        module.params["grace_period"],
-        module.params["grace_interval"],
-    )
+    try:
+        observed, looks, last_primary_lsn = observe_with_grace(
+            module.params["members"],
+            ConnectionParams.from_module_params(module.params),
+            collect_node_info,
+            module.params["grace_period"],
+            module.params["grace_interval"],
+        )
+    except ValueError as error:  # a member named twice: results are keyed by name
+        module.fail_json(msg="members: %s" % error)
     decision = decide(
         observed,
         requested_candidate=module.params["candidate"],

@@ -84,6 +84,7 @@ executed_queries:
   sample: ["SELECT pg_promote(true, 30)"]
 """
 
+import dataclasses
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -144,7 +145,7 @@ def main() -> None:
     wait_seconds = module.params["wait_seconds"]
     base = ConnectionParams.from_module_params(module.params)
     # pg_promote blocks for up to wait_seconds: give that statement room beyond it.
-    params = ConnectionParams(**{**base.__dict__, "query_timeout": max(base.query_timeout, wait_seconds + 5.0)})
+    params = dataclasses.replace(base, query_timeout=max(base.query_timeout, wait_seconds + 5.0))
     promote_text = PROMOTE % wait_seconds
     result = {"changed": False, "promoted": False, "state": "unknown", "executed_queries": []}
     conn = None

@@ -119,8 +119,10 @@ executed_queries:
   sample: ["127.0.0.1:5432: SELECT pg_create_physical_replication_slot('oltp_3', true)"]
 """
 
+import dataclasses
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import slot_name_for
+from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec, slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
@@ -164,7 +166,7 @@ class Follower:
         self.standbys: dict = {}
 
     def params_for(self, host: str, port: int) -> ConnectionParams:
-        return ConnectionParams(**{**self.base.__dict__, "host": host, "port": port})
+        return dataclasses.replace(self.base, host=host, port=port)
 
     def run(self, conn, params, statement, args=None, masked_args=None):
         """Execute (or in check mode only record) one changing statement."""
@@ -238,12 +240,7 @@ def main() -> None:
             "type": "list",
             "elements": "dict",
             "required": True,
-            "options": {
-                "name": {"type": "str", "required": True},
-                "login_host": {"type": "str", "required": True},
-                "login_port": {"type": "int", "required": True},
-                "failover_candidate": {"type": "bool", "default": True},
-            },
+            "options": member_entry_spec(),
         },
         create_slots={"type": "bool", "default": True},
         resume_replay={"type": "bool", "default": True},

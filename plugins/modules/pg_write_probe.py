@@ -129,9 +129,12 @@ executed_queries:
   sample: ["INSERT INTO \"public\".\"dbops_write_probe\" ..."]
 """
 
+import dataclasses
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec
+from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import server_params
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     HAS_PSYCOPG2,
@@ -197,7 +200,7 @@ def wait_for_replicas(module, base, read, written_at):
     deadline = time.monotonic() + module.params["visibility_timeout"]
     while pending:
         for name, replica in list(pending.items()):
-            params = ConnectionParams(**{**base.__dict__, "host": replica["login_host"], "port": replica["login_port"]})
+            params = server_params(base, replica)
             if replica_shows(params, read, module.params["probe_id"], written_at):
                 visible[name] = True
                 del pending[name]
@@ -217,12 +220,7 @@ def main() -> None:
             "type": "list",
             "elements": "dict",
             "default": [],
-            "options": {
-                "name": {"type": "str", "required": True},
-                "login_host": {"type": "str", "required": True},
-                "login_port": {"type": "int", "required": True},
-                "failover_candidate": {"type": "bool", "default": True},
-            },
+            "options": member_entry_spec(),
         },
         replica_login_user={"type": "str"},
         replica_login_password={"type": "str", "no_log": True},
@@ -234,13 +232,11 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
 
     params = ConnectionParams.from_module_params(module.params)
-    replica_base = ConnectionParams(
-        **{
-            **params.__dict__,
-            "user": module.params["replica_login_user"] or params.user,
-            "password": module.params["replica_login_password"] or params.password,
-            "dbname": module.params["replica_login_db"] or params.dbname,
-        }
+    replica_base = dataclasses.replace(
+        params,
+        user=module.params["replica_login_user"] or params.user,
+        password=module.params["replica_login_password"] or params.password,
+        dbname=module.params["replica_login_db"] or params.dbname,
     )
     statements = probe_statements(module.params["schema"], module.params["table"])
     result = {"changed": False, "written": False, "visible_on": {}, "executed_queries": []}

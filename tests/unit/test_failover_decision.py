@@ -159,3 +159,23 @@ def test_decision_carries_the_promoted_servers_synchronous_setting():
     assert decision.candidate == "db-2"
     assert decision.synchronous_standby_names == "ANY 1 (db_3)"
     assert not decision.durability_reduced
+
+
+def test_observe_uses_every_member_once_and_keeps_inventory_order():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import observe
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
+
+    def collect(params):
+        return {"reachable": True, "in_recovery": params.port != 5402, "endpoint": params.endpoint}
+
+    members = [
+        {"name": "db-1", "login_host": "127.0.0.1", "login_port": 5401},
+        {"name": "db-2", "login_host": "127.0.0.1", "login_port": 5402, "failover_candidate": False},
+    ]
+    observed = observe(members, ConnectionParams(user="ops"), collect)
+    assert [member.name for member in observed] == ["db-1", "db-2"]
+    assert observed[1].is_primary and observed[0].is_standby
+    assert observed[1].failover_candidate is False
+    assert observed[0].info["endpoint"] == "127.0.0.1:5401"
+    with pytest.raises(ValueError):
+        observe(members + members[:1], ConnectionParams(), collect)
