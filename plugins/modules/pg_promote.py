@@ -32,8 +32,11 @@ options:
   synchronous_standby_names:
     description:
       - When set, the promoted server's C(synchronous_standby_names), e.g. the tier's remaining standbys.
-        Applied with ALTER SYSTEM and a reload just before promoting, so commits never wait for a fenced member.
-        Unset leaves the setting alone.
+      - Applied with ALTER SYSTEM and a reload right after the promotion, while the caller still holds the
+        tier's clients in PgBouncer, so commits never wait for a fenced member.
+      - Not before the promotion, because a reload that reaches a standby just ahead of the promote request
+        can delay the promotion by C(wal_retrieve_retry_interval), measured on PostgreSQL 15.
+      - Unset leaves the setting alone.
     type: str
 attributes:
   check_mode:
@@ -158,10 +161,10 @@ def main() -> None:
         elif module.check_mode:
             planned = [promote_text]
             if module.params["synchronous_standby_names"] is not None:
-                planned.insert(0, statement_text(conn, SET_SYNC_NAMES, (module.params["synchronous_standby_names"],)))
+                wanted = module.params["synchronous_standby_names"]
+                planned.extend([statement_text(conn, SET_SYNC_NAMES, (wanted,)), RELOAD])
             result.update(changed=True, state="would_promote", executed_queries=planned)
         else:
-            apply_sync_names(conn, params, module.params["synchronous_standby_names"], result["executed_queries"])
             started = time.monotonic()
             finished = execute(conn, params, PROMOTE, (wait_seconds,)).fetchone()[0]
             result["executed_queries"].append(promote_text)
@@ -177,9 +180,13 @@ def main() -> None:
                     **result,
                 )
             result.update(promoted=True, state="promoted")
+            apply_sync_names(conn, params, module.params["synchronous_standby_names"], result["executed_queries"])
         if result["promoted"]:
             result["timeline_id"] = execute(conn, params, TIMELINE).fetchone()[0]
     except ConnectionFailure as failure:
+        if result["promoted"]:
+            message = "%s is promoted, but a statement after it failed: %s" % (params.endpoint, failure)
+            module.fail_json(msg=message, **result)
         module.fail_json(msg=str(failure), **result)
     finally:
         close_quietly(conn)
