@@ -54,6 +54,18 @@ def task_durations(incident_dir: Path, incident_id: str) -> dict:
     return durations
 
 
+def promote_seconds(incident_dir: Path, incident_id: str):
+    """The server-side promotion time pg_promote reported, from the incident record."""
+    record_file = incident_dir / incident_id / "record.json"
+    if not record_file.exists():
+        return None
+    for entry in json.loads(record_file.read_text()).get("timeline", []):
+        seconds = (entry.get("details") or {}).get("promote_seconds")
+        if seconds is not None:
+            return float(seconds)
+    return None
+
+
 def one_run(lab, incident_dir: Path, number: int) -> dict:
     old = lab.primary("oltp")
     writer = AppWriter(lab)
@@ -83,21 +95,23 @@ def one_run(lab, incident_dir: Path, number: int) -> dict:
         "acknowledged": len(writer.acknowledged),
         "lost": len(lost),
         "tasks": task_durations(incident_dir, incident_id),
+        "promote_s": promote_seconds(incident_dir, incident_id),
         "promoted": new.name,
     }
 
 
 def report(results: list) -> None:
-    print("\nrun  playbook_s  write_outage_s  acknowledged  lost  promoted")
+    print("\nrun  playbook_s  write_outage_s  acknowledged  lost  promote_s  promoted")
     for number, result in enumerate(results, 1):
         print(
-            "%3d  %10.2f  %14.2f  %12d  %4d  %s"
+            "%3d  %10.2f  %14.2f  %12d  %4d  %9s  %s"
             % (
                 number,
                 result["playbook_s"],
                 result["write_outage_s"],
                 result["acknowledged"],
                 result["lost"],
+                "-" if result["promote_s"] is None else "%.3f" % result["promote_s"],
                 result["promoted"],
             )
         )
@@ -109,6 +123,9 @@ def report(results: list) -> None:
             sum(result["lost"] for result in results),
         )
     )
+    promote = [result["promote_s"] for result in results if result["promote_s"] is not None]
+    if promote:
+        print("pg_promote inside the promote task (server side): median %.3f s" % statistics.median(promote))
     per_task = defaultdict(list)
     for result in results:
         for name, seconds in result["tasks"].items():
