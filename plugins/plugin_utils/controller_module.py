@@ -16,7 +16,8 @@ through Ansible's own module-result decoder. ansible.netcommon's
 ``import_modules`` option does the same for network modules.
 
 Anything else runs the module the ordinary way, and ``dbops_in_process: false``
-(an inventory or play variable) forces the ordinary way everywhere.
+(an inventory or play variable) forces the ordinary way everywhere. It relies on the
+module-result serialization of ansible-core 2.19; older versions always ship the module.
 """
 
 from __future__ import annotations
@@ -33,11 +34,17 @@ from typing import Any, Dict, Mapping
 from ansible import constants as C
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as module_warnings
-from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 from ansible.vars.clean import remove_internal_keys
+
+try:  # the module-result serialization profiles this relies on came with ansible-core 2.19
+    from ansible.module_utils.common.json import Direction, get_module_encoder
+
+    IN_PROCESS_SUPPORTED = True
+except ImportError:  # older ansible-core: every module ships the ordinary way
+    IN_PROCESS_SUPPORTED = False
 
 SERIALIZATION_PROFILE = "legacy"  # the profile Ansible uses for a module without METADATA, as ours are
 IN_PROCESS_VARIABLE = "dbops_in_process"
@@ -63,7 +70,8 @@ class ControllerModuleAction(ActionBase):
 
     def _runs_in_this_process(self, task_vars: Mapping[str, Any]) -> bool:
         return (
-            boolean(self._templar.template(task_vars.get(IN_PROCESS_VARIABLE, True)), strict=False)
+            IN_PROCESS_SUPPORTED
+            and boolean(self._templar.template(task_vars.get(IN_PROCESS_VARIABLE, True)), strict=False)
             and self._connection.transport == "local"
             and not self._play_context.become
             and not self._task.async_val
