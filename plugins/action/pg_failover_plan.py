@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+from ansible_collections.penguinmails.dbops.plugins.modules import pg_failover_plan
 from ansible_collections.penguinmails.dbops.plugins.plugin_utils.controller_module import ControllerModuleAction
 
 
 class ActionModule(ControllerModuleAction):
-    pass
+    module_main = staticmethod(pg_failover_plan.main)

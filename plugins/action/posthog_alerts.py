@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+from ansible_collections.penguinmails.dbops.plugins.modules import posthog_alerts
 from ansible_collections.penguinmails.dbops.plugins.plugin_utils.controller_module import ControllerModuleAction
 
 
 class ActionModule(ControllerModuleAction):
-    pass
+    module_main = staticmethod(posthog_alerts.main)

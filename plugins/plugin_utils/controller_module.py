@@ -22,14 +22,13 @@ module-result serialization of ansible-core 2.19; older versions always ship the
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
 import sys
 import traceback
 from contextlib import redirect_stdout
-from typing import Any, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping
 
 from ansible import constants as C
 from ansible.module_utils import basic
@@ -51,10 +50,17 @@ IN_PROCESS_VARIABLE = "dbops_in_process"
 
 
 class ControllerModuleAction(ActionBase):
-    """Run the module named by the task in this process when its target is this controller, else ship it."""
+    """Run the module in this process when the task's target is this controller, else ship it.
+
+    Subclasses set ``module_main`` to the module's ``main``. Importing the module in the action
+    plugin's file also means Ansible's main process imports it (and psycopg2) once, when the
+    strategy loads the plugin class, and every forked worker inherits it instead of importing it again.
+    """
 
     _supports_check_mode = True
     _supports_async = True
+
+    module_main: Callable[[], None]
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -88,20 +94,14 @@ class ControllerModuleAction(ActionBase):
         module_name = self._task.resolved_action or self._task.action
         module_args = dict(self._task.args)
         self._update_module_args(module_name, module_args, task_vars)
-        stdout = run_module_main(python_module_name(module_name), module_args)
+        stdout = run_module_main(type(self).module_main, module_name, module_args)
         data = self._parse_returned_data({"stdout": stdout}, SERIALIZATION_PROFILE)
         data.pop("_ansible_suppress_tmpdir_delete", None)
         remove_internal_keys(data)
         return data
 
 
-def python_module_name(fqcn: str) -> str:
-    """``penguinmails.dbops.pg_promote`` -> the Python module that holds its code."""
-    namespace, collection, name = fqcn.split(".", 2)
-    return f"ansible_collections.{namespace}.{collection}.plugins.modules.{name}"
-
-
-def run_module_main(python_module: str, module_args: Mapping[str, Any]) -> str:
+def run_module_main(module_main: Callable[[], None], module_name: str, module_args: Mapping[str, Any]) -> str:
     """Run the module's ``main()`` with ``module_args`` as AnsiballZ would; return what it printed.
 
     A module reports by printing its JSON result and exiting; SystemExit is the normal end.
@@ -114,18 +114,18 @@ def run_module_main(python_module: str, module_args: Mapping[str, Any]) -> str:
     captured = io.StringIO()
     try:
         with redirect_stdout(captured):
-            importlib.import_module(python_module).main()
+            module_main()
     except SystemExit:
         return captured.getvalue()
     except Exception as exc:  # pylint: disable=broad-exception-caught  # reported as the task's failure, like AnsiballZ
         return json.dumps(
             {
                 "failed": True,
-                "msg": f"{python_module.rsplit('.', 1)[-1]}: {type(exc).__name__}: {exc}",
+                "msg": f"{module_name}: {type(exc).__name__}: {exc}",
                 "exception": traceback.format_exc(),
             }
         )
-    return json.dumps({"failed": True, "msg": f"{python_module} returned without reporting a result"})
+    return json.dumps({"failed": True, "msg": f"{module_name} returned without reporting a result"})
 
 
 def forget_earlier_warnings() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
-import types
 
 from ansible.module_utils.common import warnings as module_warnings
+from ansible_collections.penguinmails.dbops.plugins.action import pg_node_info as pg_node_info_action
+from ansible_collections.penguinmails.dbops.plugins.modules import pg_node_info
 from ansible_collections.penguinmails.dbops.plugins.plugin_utils import controller_module
 
 
@@ -17,41 +17,29 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_module_name_maps_to_the_collection_python_module():
-    assert (
-        controller_module.python_module_name("penguinmails.dbops.pg_promote")
-        == "ansible_collections.penguinmails.dbops.plugins.modules.pg_promote"
-    )
+def test_the_action_plugin_runs_its_own_module():
+    assert pg_node_info_action.ActionModule.module_main is pg_node_info.main
 
 
 def test_a_module_runs_and_its_printed_result_is_returned():
     args = {"login_host": "127.0.0.1", "login_port": closed_port(), "connect_timeout": 1, "_ansible_check_mode": False}
-    printed = controller_module.run_module_main(
-        controller_module.python_module_name("penguinmails.dbops.pg_node_info"), args
-    )
+    printed = controller_module.run_module_main(pg_node_info.main, "pg_node_info", args)
     result = json.loads(printed)
     assert result["role"] == "down"
     assert result["conn_err_kind"] == "refused"
 
 
-def test_an_exception_in_a_module_is_a_failed_result(monkeypatch):
-    broken = types.ModuleType("dbops_broken_module")
-
-    def main():
+def test_an_exception_in_a_module_is_a_failed_result():
+    def broken_main():
         raise ValueError("boom")
 
-    broken.main = main
-    monkeypatch.setitem(sys.modules, "dbops_broken_module", broken)
-    result = json.loads(controller_module.run_module_main("dbops_broken_module", {}))
+    result = json.loads(controller_module.run_module_main(broken_main, "broken", {}))
     assert result["failed"] is True
-    assert "ValueError: boom" in result["msg"]
+    assert result["msg"].startswith("broken: ValueError: boom")
 
 
-def test_a_module_that_returns_without_reporting_fails(monkeypatch):
-    silent = types.ModuleType("dbops_silent_module")
-    silent.main = lambda: None
-    monkeypatch.setitem(sys.modules, "dbops_silent_module", silent)
-    result = json.loads(controller_module.run_module_main("dbops_silent_module", {}))
+def test_a_module_that_returns_without_reporting_fails():
+    result = json.loads(controller_module.run_module_main(lambda: None, "silent", {}))
     assert result["failed"] is True
     assert "without reporting" in result["msg"]
 
