@@ -12,10 +12,17 @@ description:
   - Runs on the PgBouncer host. Edits one entry of the C([databases]) section of the PgBouncer ini
     file (other keys of the entry, other entries and comments are kept), then C(RELOAD)s PgBouncer
     through its admin console and C(RESUME)s the database if it was paused or killed.
-  - O(state=held) takes the database out of service without refusing clients - C(KILL) drops its
-    client and server connections and new clients wait (up to PgBouncer's C(query_wait_timeout))
-    until the entry is pointed somewhere with O(state=present). The outage playbook holds the
-    tier while it fences and promotes.
+  - O(state=held) takes the database out of service without refusing clients - C(PAUSE) and new
+    clients wait (up to PgBouncer's C(query_wait_timeout)) until the entry is pointed somewhere with
+    O(state=present). C(PAUSE) returns once the database's server connections are gone, which is at
+    once when its server was killed or fenced; when they do not drain within O(pause_timeout) (a
+    server behind a partition) it falls back to C(KILL), which drops client and server connections.
+    C(PAUSE) comes first because PgBouncer has crashed on C(KILL) while clients were being refused
+    with C(server_login_retry) (seen with 1.18 in 1 of 17 lab failovers; pgbouncer issue 1401).
+    The outage playbook holds the tier while it fences and promotes.
+  - When PgBouncer does not accept the admin connection (stopped, or crashed after C(KILL)), O(state=present)
+    still rewrites the entry in the ini file, so PgBouncer serves the new server once it is started, and
+    fails saying so. It never starts PgBouncer itself.
   - Idempotent. Check mode and diff mode show the entry line before and after.
 author:
   - PenguinMails Database Operations (@penguinmails)
@@ -46,6 +53,10 @@ options:
     description: Other keys of the entry to set, e.g. C(pool_size) or C(dbname).
     type: dict
     default: {}
+  pause_timeout:
+    description: With O(state=held), seconds C(PAUSE) may wait for server connections to drain before C(KILL) is used.
+    type: float
+    default: 2
 attributes:
   check_mode:
     support: full
@@ -93,6 +104,7 @@ actions:
   sample: ["rewrote /etc/pgbouncer/pgbouncer.ini", "RELOAD", "RESUME \"penguinmails_oltp\""]
 """
 
+import dataclasses
 import os
 import tempfile
 
@@ -137,12 +149,26 @@ def hold(module: AnsibleModule, console: AdminConsole, result: dict) -> None:
     if is_paused(row):
         return
     result["changed"] = True
-    result["actions"].append('KILL "%s"' % name)
-    if not module.check_mode:
+    if module.check_mode:
+        result["actions"].append('PAUSE "%s"' % name)
+        return
+    pausing = dataclasses.replace(console.params, query_timeout=module.params["pause_timeout"])
+    try:
+        with AdminConsole(pausing) as pause_console:
+            pause_console.command("PAUSE", name)
+        result["actions"].append('PAUSE "%s"' % name)
+    except ConnectionFailure as failure:
+        if failure.kind != "timeout":
+            raise
+        result["actions"].append(
+            'PAUSE "%s" (server connections still open after %s s)' % (name, pausing.query_timeout)
+        )
         console.command("KILL", name)
+        result["actions"].append('KILL "%s"' % name)
 
 
-def point(module: AnsibleModule, console: AdminConsole, result: dict) -> None:
+def plan_entry(module: AnsibleModule, result: dict):
+    """The ini text with the entry pointed where wanted; records before/after and the diff."""
     name, path = module.params["name"], module.params["ini_path"]
     wanted = {"host": module.params["host"], "port": str(module.params["port"])}
     wanted.update({key: str(value) for key, value in module.params["settings"].items()})
@@ -150,26 +176,49 @@ def point(module: AnsibleModule, console: AdminConsole, result: dict) -> None:
         text = ini_file.read()
     new_text, before, after = update_database_entry(text, name, wanted)
     result.update(entry_before=before, entry_after=after)
-    file_changes = new_text != text
+    if new_text == text:
+        return None
+    result["diff"] = {
+        "before": (before or "") + "\n",
+        "after": after + "\n",
+        "before_header": path,
+        "after_header": path,
+    }
+    return new_text
+
+
+def point(module: AnsibleModule, console: AdminConsole, result: dict) -> None:
+    name, path = module.params["name"], module.params["ini_path"]
+    new_text = plan_entry(module, result)
     paused = is_paused(database_row(console, name))
-    if file_changes:
-        result["diff"] = {
-            "before": (before or "") + "\n",
-            "after": after + "\n",
-            "before_header": path,
-            "after_header": path,
-        }
+    if new_text is not None:
         result["actions"].extend(["rewrote %s" % path, "RELOAD"])
     if paused:
         result["actions"].append('RESUME "%s"' % name)
-    result["changed"] = file_changes or paused
+    result["changed"] = new_text is not None or paused
     if module.check_mode:
         return
-    if file_changes:
+    if new_text is not None:
         write_atomically(module, path, new_text)
         console.command("RELOAD")
     if paused:
         console.command("RESUME", name)
+
+
+def point_file_only(module: AnsibleModule, result: dict, failure: ConnectionFailure) -> None:
+    """PgBouncer does not answer: still point the ini file, so it serves the right server once started."""
+    path = module.params["ini_path"]
+    new_text = plan_entry(module, result)
+    if new_text is not None:
+        result["actions"].append("rewrote %s" % path)
+        result["changed"] = True
+        if not module.check_mode:
+            write_atomically(module, path, new_text)
+    module.fail_json(
+        msg="%s; %s now points %s at %s:%s, so PgBouncer serves it once started (check why it is not running)"
+        % (failure, path, module.params["name"], module.params["host"], module.params["port"]),
+        **result,
+    )
 
 
 def main() -> None:
@@ -181,6 +230,7 @@ def main() -> None:
         host={"type": "str"},
         port={"type": "int"},
         settings={"type": "dict", "default": {}},
+        pause_timeout={"type": "float", "default": 2.0},
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -198,6 +248,8 @@ def main() -> None:
             else:
                 point(module, console, result)
     except ConnectionFailure as failure:
+        if module.params["state"] == "present" and not result["actions"]:
+            point_file_only(module, result, failure)
         module.fail_json(msg=str(failure), **result)
     except (OSError, ValueError) as error:
         module.fail_json(msg="PgBouncer entry %s: %s" % (module.params["name"], error), **result)
