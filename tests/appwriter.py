@@ -1,5 +1,9 @@
 """The application, as the outage tests and benchmark see it: one commit through PgBouncer
 every 50 ms, reconnecting after errors, remembering every id whose commit was acknowledged.
+
+The write outage is measured around the injected fault (`fault_injected(at)`), not around
+errors: while PgBouncer holds the tier (PAUSE) a commit issued after the kill simply waits
+and succeeds on the new primary, so the application may see a stall and never an error.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ class AppWriter(threading.Thread):
         self.interval = interval
         self.acknowledged: List[int] = []
         self.failures = 0
+        self.fault_at: Optional[float] = None
         self.last_success_before: Optional[float] = None
         self.first_success_after: Optional[float] = None
         self._stop_event = threading.Event()
         self._recovered = threading.Event()
-        self._failed_once = False
+
+    def fault_injected(self, at: float) -> None:
+        """The moment (time.monotonic) the primary was broken."""
+        self.fault_at = at
 
     @property
     def outage_seconds(self) -> Optional[float]:
-        """Last acknowledged write before the first failure to the first one after it."""
+        """Last acknowledged commit before the fault to the first one issued after it."""
         if self.last_success_before is None or self.first_success_after is None:
             return None
         return self.first_success_after - self.last_success_before
@@ -39,16 +47,16 @@ class AppWriter(threading.Thread):
         conn = None
         while not self._stop_event.is_set():
             try:
+                issued = time.monotonic()
                 if conn is None:
                     conn = self.lab.connect_pgbouncer(self.database, user=self.user, connect_timeout=2)
                     conn.autocommit = True
                 with conn.cursor() as cursor:
                     cursor.execute("INSERT INTO lab_writes (note) VALUES ('appwriter') RETURNING id")
                     self.acknowledged.append(cursor.fetchone()[0])
-                self._record_success(time.monotonic())
+                self._record_success(issued, time.monotonic())
             except psycopg2.Error:
                 self.failures += 1
-                self._failed_once = True
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -56,15 +64,16 @@ class AppWriter(threading.Thread):
         if conn is not None:
             conn.close()
 
-    def _record_success(self, now: float) -> None:
-        if not self._failed_once:
-            self.last_success_before = now
-        elif self.first_success_after is None:
-            self.first_success_after = now
+    def _record_success(self, issued: float, acknowledged: float) -> None:
+        fault_at = self.fault_at
+        if fault_at is None or acknowledged <= fault_at:
+            self.last_success_before = acknowledged
+        elif issued > fault_at and self.first_success_after is None:
+            self.first_success_after = acknowledged
             self._recovered.set()
 
     def stop_after_recovery(self, timeout: float) -> bool:
-        """Wait until writes succeed again after the failure (or timeout), then stop."""
+        """Wait until a commit issued after the fault succeeds (or timeout), then stop."""
         recovered = self._recovered.wait(timeout)
         self._stop_event.set()
         self.join(5)

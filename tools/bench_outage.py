@@ -10,7 +10,8 @@ Per run, on its own 3-server oltp lab behind PgBouncer (ports DBOPS_BENCH_PORT_B
 * a client commits one row through PgBouncer every 50 ms (tests/appwriter.py);
 * the primary's postmaster is SIGKILLed and incident_db_outage.yml starts at that moment;
 * measured: the playbook's wall time (start to verified new primary and closed record), the
-  client-observed write outage (last acknowledged commit before the kill to the first after it),
+  client-observed write outage (last acknowledged commit before the kill to the first commit
+  issued after it and acknowledged; with the tier held by PAUSE that is a stall, not an error),
   and acknowledged commits missing on the new primary (must be 0: oltp commits wait for ANY 1 of
   the standbys);
 * where the time goes: each task's duration from the run's audit trail;
@@ -74,6 +75,7 @@ def one_run(lab, incident_dir: Path, number: int) -> dict:
     incident_id = "BENCH-%d-%d" % (os.getpid(), number)
     lablib.kill_postmaster(old.data_dir)
     started = time.monotonic()
+    writer.fault_injected(started)
     run = lablib.run_playbook(
         lab.inventory,
         OUTAGE,

@@ -166,6 +166,7 @@ def test_killed_primary_fails_over_without_losing_acknowledged_writes(tier):
     time.sleep(1.0)
     lablib.kill_postmaster(old.data_dir)
     killed_at = time.monotonic()
+    writer.fault_injected(killed_at)
     run = tier.run()
     writer.stop_after_recovery(timeout=20)
     assert run.rc == 0, run.stdout[-4000:]
