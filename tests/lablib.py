@@ -579,10 +579,19 @@ def stop_server(server: Server, mode: str = "fast", timeout: int = 30) -> None:
 
 
 def start_server(server: Server, timeout: int = 60) -> None:
-    """Start a stopped server with pg_ctl, logging where the lab logs it."""
+    """Start a stopped server with pg_ctl, logging where the lab logs it; a failure shows the log's tail."""
     argv = [os.path.join(server.bin_dir, "pg_ctl"), "-D", str(server.data_dir), "-l", str(server.log_file), "-w"]
     argv += ["-t", str(timeout), "start"]
-    subprocess.run(run_as_server_user(argv, server.data_dir), cwd="/", capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        run_as_server_user(argv, server.data_dir), cwd="/", capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        log_file = Path(server.log_file)
+        log_tail = log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
+        raise RuntimeError(
+            "pg_ctl start of %s failed (exit %d): %s\nlog:\n%s"
+            % (server.name, done.returncode, (done.stdout + done.stderr).strip(), "\n".join(log_tail))
+        )
 
 
 # --------------------------------------------------------------------------- connections

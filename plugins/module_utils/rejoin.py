@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import is_alive, read_postmaster_pid
 
@@ -52,13 +52,36 @@ def remove_signal_files(data_dir: str) -> List[str]:
     return removed
 
 
-def remove_stale_pid_file(data_dir: str) -> Optional[int]:
-    """A killed postmaster can linger as a zombie; its pid file would block a start."""
+def remove_stale_pid_file(data_dir: str) -> Tuple[Optional[int], List[str]]:
+    """A killed postmaster can linger as a zombie; its pid file and socket lock file would block a start.
+
+    PostgreSQL refuses to start while the socket lock file (.s.PGSQL.<port>.lock) names a
+    process that answers kill(pid, 0), which a zombie does. Both files are removed only when
+    they name this dead postmaster. Returns its pid (or None) and the files removed.
+    """
+    pid_path = os.path.join(data_dir, "postmaster.pid")
     pid = read_postmaster_pid(data_dir)
-    if pid is not None and not is_alive(pid):
-        os.unlink(os.path.join(data_dir, "postmaster.pid"))
-        return pid
-    return None
+    if pid is None or is_alive(pid):
+        return None, []
+    with open(pid_path) as pid_file:
+        lines = pid_file.read().splitlines()
+    os.unlink(pid_path)
+    removed = [pid_path]
+    if len(lines) >= 5 and lines[3].strip().isdigit() and lines[4].strip():
+        lock_path = os.path.join(lines[4].strip(), ".s.PGSQL.%s.lock" % lines[3].strip())
+        if lock_names(lock_path) == pid:
+            os.unlink(lock_path)
+            removed.append(lock_path)
+    return pid, removed
+
+
+def lock_names(lock_path: str) -> Optional[int]:
+    try:
+        with open(lock_path) as lock_file:
+            first_line = lock_file.readline().strip()
+    except OSError:
+        return None
+    return int(first_line) if first_line.isdigit() else None
 
 
 def quote_setting(value: str) -> str:

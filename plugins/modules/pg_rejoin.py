@@ -195,9 +195,9 @@ class Rejoin:
 
     def rewind_or_reclone(self) -> dict:
         result = {}
-        stale = remove_stale_pid_file(self.data_dir)
+        stale, stale_files = remove_stale_pid_file(self.data_dir)
         if stale:
-            self.actions.append("removed postmaster.pid of dead postmaster %d" % stale)
+            self.actions.append("removed %s of dead postmaster %d" % (", ".join(stale_files), stale))
         saved = save_config(self.data_dir)
         removed = remove_signal_files(self.data_dir)
         if removed:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lablib
 import pytest
+from ansible_collections.penguinmails.dbops.plugins.module_utils.rejoin import remove_stale_pid_file
 from appwriter import AppWriter
 
 PORT_BASE = int(os.environ.get("DBOPS_OUTAGE_TEST_PORT_BASE", "5700"))
@@ -44,10 +45,8 @@ def tier(tmp_path_factory):
 
 
 def restart(server) -> None:
-    """Start a server that was killed: a zombie postmaster's pid file would block the start."""
-    pid = server.postmaster_pid()
-    if pid is not None and not lablib.process_alive(pid):
-        (Path(server.data_dir) / "postmaster.pid").unlink()
+    """Start a server that was killed: a zombie postmaster's pid and socket lock files would block the start."""
+    remove_stale_pid_file(str(server.data_dir))
     lablib.start_server(server)
 
 
