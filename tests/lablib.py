@@ -250,6 +250,18 @@ class Lab:
         user = user or self.credentials["lab_app_user"]
         return connect(self.pgbouncer_port, user, self.password_of(user), dbname=dbname, **kwargs)
 
+    def pgbouncer_show(self, subject: str, user: Optional[str] = None) -> List[Dict[str, object]]:
+        """SHOW <subject> on PgBouncer's admin console, rows keyed by column name (admin login by default)."""
+        user = user or self.credentials["pgbouncer_admin_user"]
+        conn = connect(self.pgbouncer_port, user, self.password_of(user), dbname="pgbouncer")
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW %s" % subject)
+                names = [column[0] for column in cursor.description]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+
     def password_of(self, user: str) -> str:
         for key, value in self.credentials.items():
             if key.endswith("_user") and value == user:
@@ -631,6 +643,27 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def running(lab: Lab, lock_path: Optional[str] = None) -> Iterator[Lab]:
+    """`lab` up from nothing for a test session, down afterwards, also when tests fail.
+
+    Leftovers of an interrupted earlier session go first; frozen servers are thawed before the
+    teardown. With `lock_path`, sessions of other checkouts on the same ports and lab_root wait.
+    The first `up` run is kept as `lab.first_run`.
+    """
+    with exclusive_lock(lock_path) if lock_path else contextlib.nullcontext():
+        if not lab.is_gone():
+            lab.down()
+        try:
+            lab.first_run = lab.up()
+            yield lab
+        finally:
+            for server in lab.servers.values():
+                thaw_server(server.data_dir)
+            if not lab.is_gone():
+                lab.down()
 
 
 @contextlib.contextmanager

@@ -155,12 +155,8 @@ def main() -> int:
             port_base=port_base,
             lab_root="/var/tmp/penguinmails-dbops-bench-outage",
         )
-        lab.down()
-        try:
-            lab.up()
+        with lablib.running(lab):
             results = [one_run(lab, scratch_path / "incidents", number) for number in range(1, args.runs + 1)]
-        finally:
-            lab.down()
     report(results)
     return 0
 

@@ -49,12 +49,5 @@ def lab(tmp_path_factory):
     )
     # Another checkout's test session on this machine uses the same ports and
     # lab_root: take turns rather than tear down each other's servers.
-    with lablib.exclusive_lock(LAB_TEST_ROOT + ".lock"):
-        if not lab.is_gone():
-            lab.down()  # leftovers of an interrupted earlier session
-        try:
-            lab.first_run = lab.up()
-            yield lab
-        finally:
-            if not lab.is_gone():
-                lab.down()
+    with lablib.running(lab, LAB_TEST_ROOT + ".lock"):
+        yield lab

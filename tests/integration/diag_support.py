@@ -283,6 +283,8 @@ def wait_for_port(host: str, port: int, timeout: float = 10) -> None:
 class SessionHolder:
     """Connections opened for a test, each running one statement in a thread; closed at the end."""
 
+    join_timeout = 5.0  # seconds each background thread gets to finish after its connection is cancelled
+
     def __init__(self) -> None:
         self.connections: List[Any] = []
         self.threads: List[threading.Thread] = []
@@ -313,12 +315,12 @@ class SessionHolder:
             with contextlib.suppress(Exception):
                 conn.close()
         for thread in self.threads:
-            thread.join(timeout=5)
+            thread.join(timeout=self.join_timeout)
 
 
 @contextlib.contextmanager
-def hold_sessions() -> Iterator[SessionHolder]:
-    holder = SessionHolder()
+def hold_sessions(holder: Optional[SessionHolder] = None) -> Iterator[SessionHolder]:
+    holder = holder if holder is not None else SessionHolder()
     try:
         yield holder
     finally:

@@ -34,14 +34,8 @@ def tier(tmp_path_factory):
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("outage-lab"), tiers={"oltp": 2}, port_base=PORT_BASE, lab_root=LAB_ROOT
     )
-    lab.down()
-    try:
-        lab.up()
+    with lablib.running(lab):
         yield Tier(lab, tmp_path_factory.mktemp("incidents"))
-    finally:
-        for server in lab.servers.values():
-            lablib.thaw_server(server.data_dir)
-        lab.down()
 
 
 def restart(server) -> None:

@@ -89,19 +89,8 @@ def test_application_writes_through_pgbouncer_and_standbys_see_it(lab):
 
 
 def test_pgbouncer_points_at_the_primary_with_the_seed_pool_sizes(lab):
-    conn = lablib.connect(
-        lab.pgbouncer_port,
-        lab.credentials["pgbouncer_stats_user"],
-        lab.credentials["pgbouncer_stats_password"],
-        dbname="pgbouncer",
-    )
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SHOW DATABASES")
-            columns = [column.name for column in cursor.description]
-            databases = {row[columns.index("name")]: dict(zip(columns, row)) for row in cursor.fetchall()}
-    finally:
-        conn.close()
+    rows = lab.pgbouncer_show("DATABASES", user=lab.credentials["pgbouncer_stats_user"])
+    databases = {row["name"]: row for row in rows}
     oltp = databases["penguinmails_oltp"]
     assert int(oltp["port"]) == lab.primary("oltp").port
     assert (int(oltp["pool_size"]), int(oltp["min_pool_size"])) == (50, 5)

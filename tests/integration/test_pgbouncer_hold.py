@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-import lablib
 import psycopg2
 import pytest
 from diag_support import run_module
@@ -43,20 +42,8 @@ def resume(lab):
 
 
 def paused(lab):
-    conn = lablib.connect(
-        lab.pgbouncer_port,
-        lab.credentials["pgbouncer_admin_user"],
-        lab.credentials["pgbouncer_admin_password"],
-        dbname="pgbouncer",
-    )
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SHOW DATABASES")
-            names = [column[0] for column in cursor.description]
-            rows = [dict(zip(names, row)) for row in cursor.fetchall()]
-    finally:
-        conn.close()
-    return str(next(row for row in rows if row["name"] == DATABASE)["paused"]) not in ("0", "")
+    row = next(row for row in lab.pgbouncer_show("DATABASES") if row["name"] == DATABASE)
+    return str(row["paused"]) not in ("0", "")
 
 
 def test_hold_pauses_an_idle_database_and_present_resumes_it(lab):

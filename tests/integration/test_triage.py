@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List
 import lablib
 import psycopg2
 import pytest
+from diag_support import SessionHolder, hold_sessions
 from fake_posthog import FakePostHog, alert
 
 PORT_BASE = int(os.environ.get("DBOPS_TRIAGE_TEST_PORT_BASE", "5900"))
@@ -60,16 +61,8 @@ def triage_lab(tmp_path_factory):
         tmp_path_factory.mktemp("triage-lab"), tiers={"oltp": 1, "content": 0}, port_base=PORT_BASE, lab_root=LAB_ROOT
     )
     shrink_pool(lab, "content", CONTENT_POOL_SIZE)
-    with lablib.exclusive_lock(LAB_ROOT + ".lock"):
-        if not lab.is_gone():
-            lab.down()
-        try:
-            lab.up()
-            yield Triage(lab, tmp_path_factory.mktemp("triage-incidents"))
-        finally:
-            for server in lab.servers.values():
-                lablib.thaw_server(server.data_dir)
-            lab.down()
+    with lablib.running(lab, LAB_ROOT + ".lock"):
+        yield Triage(lab, tmp_path_factory.mktemp("triage-incidents"))
 
 
 class TriageRun:
@@ -170,17 +163,7 @@ class Triage:
         return state
 
     def pgbouncer_entries(self) -> List[tuple]:
-        creds = self.lab.credentials
-        conn = lablib.connect(
-            self.lab.pgbouncer_port, creds["pgbouncer_admin_user"], creds["pgbouncer_admin_password"], "pgbouncer"
-        )
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute("SHOW DATABASES")
-                names = [column[0] for column in cursor.description]
-                rows = [dict(zip(names, row)) for row in cursor.fetchall()]
-        finally:
-            conn.close()
+        rows = self.lab.pgbouncer_show("DATABASES")
         keys = ("name", "host", "port", "database", "pool_size", "paused", "disabled")
         return [tuple(row.get(key) for key in keys) for row in rows]
 
@@ -188,28 +171,14 @@ class Triage:
 # --------------------------------------------------------------------------- breaking things for real
 
 
-class Sessions:
-    """Real client sessions held open by the tests, closed at the end."""
+class Sessions(SessionHolder):
+    """Real client sessions held open by the tests, closed at the end; also clients that keep queueing."""
+
+    join_timeout = 40.0
 
     def __init__(self) -> None:
-        self.connections: List[Any] = []
-        self.threads: List[threading.Thread] = []
+        super().__init__()
         self.stop = threading.Event()
-
-    def keep(self, conn: Any) -> Any:
-        self.connections.append(conn)
-        return conn
-
-    def in_background(self, conn: Any, statement: str) -> None:
-        self.keep(conn)
-
-        def target() -> None:
-            with contextlib.suppress(psycopg2.Error), conn.cursor() as cursor:
-                cursor.execute(statement)
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        self.threads.append(thread)
 
     def keep_waiting(self, connect, statement: str) -> None:
         """A client that queues for a server connection, and queues again whenever PgBouncer gives up on it."""
@@ -235,22 +204,7 @@ class Sessions:
 
     def close(self) -> None:
         self.stop.set()
-        for conn in self.connections:
-            with contextlib.suppress(Exception):
-                conn.cancel()
-            with contextlib.suppress(Exception):
-                conn.close()
-        for thread in self.threads:
-            thread.join(timeout=40)
-
-
-@contextlib.contextmanager
-def sessions() -> Iterator[Sessions]:
-    held = Sessions()
-    try:
-        yield held
-    finally:
-        held.close()
+        super().close()
 
 
 def admin_sql(lab: lablib.Lab, server: lablib.Server, statements: List[str], dbname: str = "postgres") -> None:
@@ -278,17 +232,7 @@ def count(lab: lablib.Lab, server: lablib.Server, where: str) -> int:
 
 
 def waiting_clients(lab: lablib.Lab, database: str) -> int:
-    creds = lab.credentials
-    conn = lablib.connect(
-        lab.pgbouncer_port, creds["pgbouncer_admin_user"], creds["pgbouncer_admin_password"], "pgbouncer"
-    )
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SHOW POOLS")
-            names = [column[0] for column in cursor.description]
-            return sum(dict(zip(names, row))["cl_waiting"] for row in cursor.fetchall() if row[0] == database)
-    finally:
-        conn.close()
+    return sum(row["cl_waiting"] for row in lab.pgbouncer_show("POOLS") if row["database"] == database)
 
 
 @contextlib.contextmanager
@@ -383,15 +327,15 @@ def test_four_kinds_of_trouble_one_incident_per_tier_and_type(triage_lab):
     posthog_alerts = [alert("a1", "OLTP query_time p95", state="Firing", upper=5, value=7.2)]
     try:
         with (
-            sessions() as held,
+            hold_sessions(Sessions()) as held,
             FakePostHog(POSTHOG_PROJECT, POSTHOG_KEY, posthog_alerts) as posthog,
             http_status(200) as panel,
         ):
-            held.in_background(app_connect(lab, oltp, "penguinmails_oltp"), "SELECT pg_sleep(300)")
+            held.run_in_background(app_connect(lab, oltp, "penguinmails_oltp"), "SELECT pg_sleep(300)")
             blocker = held.keep(app_connect(lab, oltp, "penguinmails_oltp"))
             with blocker.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_lock(4242)")
-            held.in_background(app_connect(lab, oltp, "penguinmails_oltp"), "SELECT pg_advisory_lock(4242)")
+            held.run_in_background(app_connect(lab, oltp, "penguinmails_oltp"), "SELECT pg_advisory_lock(4242)")
             held.keep(lablib.connect(oltp.port, INTRUDER, INTRUDER_PASSWORD, dbname="penguinmails_oltp"))
             for _holder in range(CONTENT_POOL_SIZE):  # each holds a server connection in an open transaction
                 holder = held.keep(lab.connect_pgbouncer("penguinmails_content", autocommit=False))
