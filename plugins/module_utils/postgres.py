@@ -318,6 +318,15 @@ def connect(params: ConnectionParams, autocommit: bool = True, settings: Optiona
     return conn
 
 
+def ensure_psycopg2(module: Any) -> None:
+    """Fail an AnsibleModule with Ansible's standard message when psycopg2 is missing."""
+    if HAS_PSYCOPG2:
+        return
+    from ansible.module_utils.basic import missing_required_lib
+
+    module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+
+
 def close_quietly(conn: Any) -> None:
     if conn is None:
         return
@@ -375,3 +384,33 @@ def statement_text(conn: Any, statement: Any, args: Optional[Sequence[Any]] = No
         rendered = cursor.mogrify(text, args)
         return rendered.decode() if isinstance(rendered, bytes) else rendered
     return text
+
+
+class StatementRunner:
+    """Execute or plan: the one place where check mode decides whether a statement runs.
+
+    A normal run executes each statement with its deadline; check mode executes
+    nothing. Both append the same text to `executed` (masked where `shown_args`
+    replaces secret values), prefixed with the server when `label` is set, so a
+    plan reads exactly like the run it stands for.
+    """
+
+    def __init__(self, check_mode: bool) -> None:
+        self.check_mode = check_mode
+        self.executed: List[str] = []
+
+    def run(
+        self,
+        conn: Any,
+        params: ConnectionParams,
+        statement: Any,
+        args: Optional[Sequence[Any]] = None,
+        shown_args: Optional[Sequence[Any]] = None,
+        label: bool = False,
+    ) -> Any:
+        """Record the statement; execute it unless in check mode. Returns the cursor, or None when planned."""
+        text = statement_text(conn, statement, shown_args if shown_args is not None else args)
+        self.executed.append("%s: %s" % (params.endpoint, text) if label else text)
+        if self.check_mode:
+            return None
+        return execute(conn, params, statement, args)

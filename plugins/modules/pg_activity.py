@@ -219,7 +219,7 @@ endpoint:
   sample: 127.0.0.1:5432
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.activity import (
     ACTIONS,
     DURATION_BASES,
@@ -233,13 +233,12 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.activity import
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
+    ensure_psycopg2,
     statement_text,
 )
 
@@ -319,8 +318,7 @@ def run(module: AnsibleModule, conn, params: ConnectionParams, session_filter: S
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
 
     session_filter = SessionFilter.from_module_params(module.params)
     try:

@@ -185,7 +185,7 @@ observe_seconds:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import (
     decide,
     member_entry_spec,
@@ -194,10 +194,9 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import collect_node_info
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionParams,
     connection_argument_spec,
+    ensure_psycopg2,
 )
 
 
@@ -219,8 +218,7 @@ def main() -> None:
         strict_synchronous={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
     if not module.params["members"]:
         module.fail_json(msg="members is empty: the tier has no servers in the inventory")
 

@@ -436,7 +436,7 @@ unreachable_servers:
   sample: [oltp_2]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
     fleet_targets,
     internal_error,
@@ -455,10 +455,9 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.health import (
     worst,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionParams,
     connection_argument_spec,
+    ensure_psycopg2,
 )
 
 
@@ -529,8 +528,7 @@ def internal_error_result(connection: ConnectionParams, error: BaseException) ->
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
     base = ConnectionParams.from_module_params(module.params)
     if module.params["servers"] is not None:
         run_fleet_mode(module, base)

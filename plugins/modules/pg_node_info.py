@@ -219,7 +219,7 @@ unreachable_servers:
   sample: [oltp_2]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
     fleet_targets,
     run_fleet,
@@ -227,10 +227,9 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import collect_node_info
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionParams,
     connection_argument_spec,
+    ensure_psycopg2,
 )
 
 
@@ -259,8 +258,7 @@ def main() -> None:
     argument_spec["fail_on_unreachable"] = {"type": "bool", "default": False}
     argument_spec.update(servers_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
 
     base = ConnectionParams.from_module_params(module.params)
     if module.params["servers"] is not None:

@@ -90,15 +90,14 @@ executed_queries:
 import dataclasses
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
+    ensure_psycopg2,
     execute,
     statement_text,
 )
@@ -142,8 +141,7 @@ def main() -> None:
         synchronous_standby_names={"type": "str"},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
 
     wait_seconds = module.params["wait_seconds"]
     base = ConnectionParams.from_module_params(module.params)

@@ -121,17 +121,16 @@ import os
 import pwd
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import processes_in
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
+    ensure_psycopg2,
     execute,
     require_primary,
     statement_text,
@@ -289,8 +288,7 @@ def main() -> None:
         start_timeout={"type": "int", "default": 60},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
     if not os.path.isfile(os.path.join(module.params["data_dir"], "PG_VERSION")):
         module.fail_json(msg="%s is not a PostgreSQL data directory (no PG_VERSION)" % module.params["data_dir"])
 

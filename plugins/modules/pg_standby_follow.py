@@ -121,16 +121,15 @@ executed_queries:
 
 import dataclasses
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec, slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
+    ensure_psycopg2,
     execute,
     require_primary,
     statement_text,
@@ -246,8 +245,7 @@ def main() -> None:
         resume_replay={"type": "bool", "default": True},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
 
     follower = Follower(module)
     try:

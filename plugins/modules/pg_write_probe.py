@@ -132,18 +132,17 @@ executed_queries:
 import dataclasses
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import server_params
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
+    ensure_psycopg2,
     execute,
     quote_ident,
     sql,
@@ -228,8 +227,7 @@ def main() -> None:
         visibility_timeout={"type": "float", "default": 10.0},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
 
     params = ConnectionParams.from_module_params(module.params)
     replica_base = dataclasses.replace(

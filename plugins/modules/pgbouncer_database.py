@@ -108,16 +108,15 @@ import dataclasses
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
     AdminConsole,
     admin_params,
     pgbouncer_argument_spec,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionFailure,
+    ensure_psycopg2,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import update_database_entry
 
@@ -237,8 +236,7 @@ def main() -> None:
         supports_check_mode=True,
         required_if=[("state", "present", ("ini_path", "host", "port"))],
     )
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
 
     result = {"changed": False, "entry_before": None, "entry_after": None, "actions": []}
     try:

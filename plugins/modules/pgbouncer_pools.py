@@ -278,7 +278,7 @@ planned_queries:
 
 import contextlib
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
     admin_params,
@@ -299,12 +299,11 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import (
     unreachable_finding,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
+    ensure_psycopg2,
     execute,
     statement_text,
 )
@@ -466,8 +465,7 @@ def main() -> None:
         supports_check_mode=True,
         required_if=[("record_sample", True, ("metrics_db",))],
     )
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ensure_psycopg2(module)
     thresholds = Thresholds.from_module_params(module.params)
     try:
         thresholds.validate()

@@ -120,3 +120,32 @@ def test_connect_to_closed_port_is_refused():
         postgres.connect(ConnectionParams(host="127.0.0.1", port=port, connect_timeout=1))
     assert caught.value.kind == "refused"
     assert "127.0.0.1:%d" % port in str(caught.value)
+
+
+class _RecordingCursor:
+    def __init__(self, log):
+        self.log = log
+
+    def execute(self, statement, args=None):
+        self.log.append((statement, args))
+
+    def mogrify(self, text, args):
+        return (text % tuple("'%s'" % arg for arg in args)).encode()
+
+
+class _RecordingConnection:
+    def __init__(self):
+        self.sent = []
+
+    def cursor(self):
+        return _RecordingCursor(self.sent)
+
+
+@pytest.mark.parametrize(("check_mode", "sent"), [(False, 1), (True, 0)])
+def test_statement_runner_plans_in_check_mode_and_records_the_same_text(check_mode, sent):
+    conn = _RecordingConnection()
+    params = ConnectionParams(host="db1", port=5432)
+    runner = postgres.StatementRunner(check_mode)
+    runner.run(conn, params, "ALTER SYSTEM SET x = %s", ("secret",), shown_args=("********",), label=True)
+    assert runner.executed == ["db1:5432: ALTER SYSTEM SET x = '********'"]
+    assert len([entry for entry in conn.sent if entry[0].startswith("ALTER")]) == sent
