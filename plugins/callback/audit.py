@@ -141,7 +141,7 @@ from ansible import context
 from ansible.module_utils.urls import open_url
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
-from ansible_collections.penguinmails.dbops.plugins.module_utils import audit, incident
+from ansible_collections.penguinmails.dbops.plugins.module_utils import audit, incident, redaction
 
 INCIDENT_MODULES = ("penguinmails.dbops.dbops_incident", "penguinmails.dbops.dbops_notify")
 MAX_HELD_LINES = 10000
@@ -377,9 +377,11 @@ class CallbackModule(CallbackBase):
         for key in ("executed_queries", "actions"):
             done = _executed(outcome, key)
             if done:
-                record[key] = audit.redact(done)
+                record[key] = done
         if status in ("failed", "unreachable") and outcome.get("msg"):
-            record["msg"] = audit.redact_text(str(outcome["msg"]))[:MESSAGE_LIMIT]
+            record["msg"] = redaction.redact_text(str(outcome["msg"]))[
+                :MESSAGE_LIMIT
+            ]  # before cutting a secret in half
         return record
 
     def _learn_incident(self, module: str, outcome: Mapping[str, Any]) -> None:
@@ -420,7 +422,7 @@ class CallbackModule(CallbackBase):
 
     def _append(self, path: str, record: Dict[str, Any]) -> None:
         try:
-            line = audit.append_record(path, record, fsync=self.get_option("fsync"))
+            line = audit.append_record(path, redaction.redact_value(record), fsync=self.get_option("fsync"))
         except OSError as exc:
             self._display.warning(f"penguinmails.dbops.audit: cannot write {path}: {exc.strerror or exc}")
             return

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, PenguinMails Database Operations
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Hash-chained audit lines and secret redaction for penguinmails.dbops.
+"""Hash-chained audit lines for penguinmails.dbops.
 
 An audit file is JSON Lines. Every line is one JSON object whose ``seq`` is its
 1-based line number, whose ``prev`` is the SHA-256 (hex) of the exact bytes of
@@ -12,8 +12,10 @@ an inserted or deleted line breaks ``seq``. The verifier names the line.
 Rewriting the whole tail, or cutting lines off the end, leaves a valid shorter
 chain: compare the head hash with the copy shipped to syslog or HTTP.
 
-Standard library only: the audit callback, the dbops_audit_verify module and
-the tools/audit_verify CLI all use this file, the CLI without Ansible.
+The verifier is standard library only: the audit callback, the dbops_audit_verify
+module and the tools/audit_verify CLI all use this file, the CLI without Ansible
+(only ``append_record`` imports the collection's file helper). Redaction is
+``redaction.py``; the callback applies it before a line is rendered.
 """
 
 from __future__ import annotations
@@ -26,46 +28,11 @@ from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Tuple
 
 GENESIS = "0" * 64
 SELF_HASH = re.compile(r',"hash":"([0-9a-f]{64})"\}$')
-MASK = "********"
 TAIL_CHUNK = 65536
-
-# Keys whose values are secrets wherever they appear in a structure.
-SECRET_KEY = re.compile(
-    r"(^|[_.-])(pass|password|passwd|pwd|secret|token|routing_key|integration_key|api_key|private_key"
-    r"|webhook_url|credentials?)($|[_.-])",
-    re.IGNORECASE,
-)
-# Secrets inside free text: SQL password literals, key=value pairs (DSNs), user:password@ in URLs.
-SECRET_TEXT = (
-    (re.compile(r"(?i)\b(password\s+)'(?:[^']|'')*'"), r"\1'" + MASK + "'"),
-    (
-        re.compile(r"(?i)\b(password|passwd|pwd|secret|token|routing_key)(\s*[=:]\s*)(?!\*{8})[^\s,;&'\"]+"),
-        r"\1\2" + MASK,
-    ),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@"), r"\1" + MASK + "@"),
-)
 
 
 class AuditFormatError(ValueError):
     """An audit line or file cannot be used."""
-
-
-def redact_text(text: str) -> str:
-    """Mask passwords and tokens that appear inside free text (SQL, DSNs, URLs)."""
-    for pattern, replacement in SECRET_TEXT:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with secret-named keys masked and secrets in strings redacted."""
-    if isinstance(value, Mapping):
-        return {key: MASK if SECRET_KEY.search(str(key)) else redact(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(item) for item in value]
-    if isinstance(value, str):
-        return redact_text(value)
-    return value
 
 
 def line_hash(line: str) -> str:
@@ -122,23 +89,20 @@ def next_position(handle: BinaryIO) -> Tuple[int, str]:
 
 
 def append_record(path: str, record: Mapping[str, Any], fsync: bool = True) -> str:
-    """Append ``record`` to the chained file at ``path`` under an exclusive lock; return the line written."""
-    import fcntl  # POSIX only; imported here so the verifier stays portable.
+    """Append ``record`` to the chained file at ``path`` (created 0600, never through a link) under an
+    exclusive lock; return the line written."""
+    # Imported here so that the CLI, which loads this file alone, only needs the verifier.
+    from ansible_collections.penguinmails.dbops.plugins.module_utils import files
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            seq, prev = next_position(handle)
-            line = render_line(record, seq, prev)
-            handle.seek(0, os.SEEK_END)
-            handle.write(line.encode("utf-8") + b"\n")
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
-            return line
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with files.locked_append(path) as handle:
+        seq, prev = next_position(handle)
+        line = render_line(record, seq, prev)
+        handle.write(line.encode("utf-8") + b"\n")
+        handle.flush()
+        if fsync:
+            os.fsync(handle.fileno())
+        return line
 
 
 def check_line(number: int, line: str, expected_prev: str) -> Optional[Tuple[int, str]]:

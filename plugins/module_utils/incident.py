@@ -25,16 +25,15 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
-from ansible_collections.penguinmails.dbops.plugins.module_utils import escalation
-from ansible_collections.penguinmails.dbops.plugins.module_utils.audit import redact
+from ansible_collections.penguinmails.dbops.plugins.module_utils import escalation, files
 from ansible_collections.penguinmails.dbops.plugins.module_utils.incident_report import (
     STEP_KINDS,
     render_report,
     summarize,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text, redact_value
 
 SCHEMA = 1
 EVENTS = ("open", "step", "close")
@@ -134,29 +133,24 @@ def incident_paths(root: str, incident_id: str) -> Dict[str, str]:
 @contextlib.contextmanager
 def locked(paths: Mapping[str, str], create: bool) -> Iterator[None]:
     """Serialise writers of one incident (forks of one run, or two runs) with an flock on <id>/.lock."""
-    import fcntl
-
     if not create:
         yield
         return
-    try:
-        os.makedirs(paths["dir"], exist_ok=True)
-        descriptor = os.open(os.path.join(paths["dir"], LOCK_FILE), os.O_CREAT | os.O_RDWR, 0o600)
-    except OSError as exc:
-        raise RecordWriteError(f"cannot create incident directory {paths['dir']}: {exc.strerror or exc}") from exc
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as stack:
+        try:
+            os.makedirs(paths["dir"], exist_ok=True)
+            stack.enter_context(files.exclusive_lock(os.path.join(paths["dir"], LOCK_FILE)))
+        except OSError as exc:
+            raise RecordWriteError(f"cannot create incident directory {paths['dir']}: {exc.strerror or exc}") from exc
         yield
-    finally:
-        os.close(descriptor)
 
 
 def load_record(paths: Mapping[str, str]) -> Optional[Dict[str, Any]]:
     try:
-        with open(paths["record"], encoding="utf-8") as handle:
-            record = json.load(handle)
-    except FileNotFoundError:
-        return None
+        text = files.read_text(paths["record"])
+        if text is None:
+            return None
+        record = json.loads(text)
     except (OSError, ValueError) as exc:
         raise IncidentError(f"cannot read incident record {paths['record']}: {exc}") from exc
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
@@ -165,24 +159,19 @@ def load_record(paths: Mapping[str, str]) -> Optional[Dict[str, Any]]:
 
 
 def write_atomically(path: str, text: str) -> None:
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
+        files.write_atomically(path, text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         raise RecordWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def save_record(paths: Mapping[str, str], record: Mapping[str, Any]) -> Dict[str, Any]:
-    """Write record.json, summary.json and report.md; return the summary."""
+    """Write record.json, summary.json and report.md (each through the redaction); return the summary."""
+    record = redact_value(record)
     summary = summarize(record)
     write_atomically(paths["record"], json.dumps(record, indent=2, sort_keys=False) + "\n")
     write_atomically(paths["summary"], json.dumps(summary, indent=2) + "\n")
-    write_atomically(paths["report"], render_report(record, summary))
+    write_atomically(paths["report"], redact_text(render_report(record, summary)))
     return summary
 
 
@@ -307,7 +296,7 @@ def step_entry(params: Mapping[str, Any]) -> Dict[str, Any]:
     changed = params["changed"] if params.get("changed") is not None else source["changed"]
     failed = params["failed"] if params.get("failed") is not None else source["failed"]
     kind = params.get("kind") or ("action" if (queries or actions or changed) else "finding")
-    return redact(
+    return redact_value(
         {
             "kind": kind,
             "name": params["name"],
@@ -382,7 +371,9 @@ def apply_close(record: Dict[str, Any], params: Mapping[str, Any], now: dt.datet
         response_target_met=escalation.response_target_met(detected, mitigated_at, record["response_target_minutes"]),
     )
     text = outcome + (f": {params['note']}" if params.get("note") else "")
-    return append_entry(record, redact({"kind": "lifecycle", "name": "close", "result": text, "changed": False}), now)
+    return append_entry(
+        record, redact_value({"kind": "lifecycle", "name": "close", "result": text, "changed": False}), now
+    )
 
 
 def escalation_now(record: Mapping[str, Any], now: dt.datetime) -> Dict[str, Any]:
@@ -464,7 +455,7 @@ def run(params: Mapping[str, Any], check_mode: bool, now: Optional[dt.datetime] 
     incident_id = resolve_id(params.get("id"), params.get("job_id"), now, may_generate=event == "open")
     paths = incident_paths(params.get("dir") or "incidents", incident_id)
     try:
-        return apply_event(params, check_mode, now, incident_id, paths)
+        return redact_value(apply_event(params, check_mode, now, incident_id, paths))
     except RecordWriteError as exc:
         if event == "open":
             raise

@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 from ansible.module_utils.urls import open_url
 from ansible_collections.penguinmails.dbops.plugins.module_utils import incident as record_store
 from ansible_collections.penguinmails.dbops.plugins.module_utils.incident_report import summarize
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text, redact_value
 
 CHANNELS = ("pagerduty", "slack", "email")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 CLIENT = "penguinmails.dbops"
-TIMELINE_LINES = 5
 
 
 class ChannelError(Exception):
@@ -160,11 +160,6 @@ def _facts(header: Mapping[str, Any], state: Mapping[str, Any]) -> List[str]:
     ]
 
 
-def _recent(timeline: List[Mapping[str, Any]]) -> List[str]:
-    lines = [f"- {entry['at']} {entry['name']}: {entry.get('result') or ''}" for entry in timeline[-TIMELINE_LINES:]]
-    return ["Latest timeline entries:", *lines] if lines else []
-
-
 def level_text(header: Mapping[str, Any], levels: List[Mapping[str, Any]], state: Mapping[str, Any]) -> str:
     told = [
         f"Level {level['level']} of {state['max_level']} ({level['name']}): "
@@ -238,9 +233,11 @@ def sent_keys(ledger: List[Mapping[str, Any]]) -> Set[str]:
 
 
 def delivery(
-    channel: str, event: str, keys: List[str], levels: List[int], recipients: List[str], **body: Any
+    channel: str, event: str, keys: List[str], levels: List[int], recipients: List[str], **body: str
 ) -> Dict[str, Any]:
-    return dict(channel=channel, event=event, keys=keys, levels=levels, recipients=recipients, **body)
+    """One planned message; its texts (subject, body) go through the redaction like every other output."""
+    texts = {name: redact_text(text) for name, text in body.items()}
+    return dict(channel=channel, event=event, keys=keys, levels=levels, recipients=recipients, **texts)
 
 
 def plan_pagerduty(header: Mapping[str, Any], done: Set[str]) -> List[Dict[str, Any]]:
@@ -473,8 +470,11 @@ def argument_spec() -> Dict[str, Any]:
 
 
 def run(params: Mapping[str, Any], check_mode: bool, now: Optional[dt.datetime] = None) -> Dict[str, Any]:
-    """Send what is due for the incident and record it; in check mode only plan."""
-    now = now or record_store.now_utc()
+    """Send what is due for the incident and record it; in check mode only plan. The result is redacted."""
+    return redact_value(notify_incident(params, check_mode, now or record_store.now_utc()))
+
+
+def notify_incident(params: Mapping[str, Any], check_mode: bool, now: dt.datetime) -> Dict[str, Any]:
     if params["timeout"] <= 0:
         raise record_store.IncidentError("timeout must be more than 0 seconds")
     channels = configured_channels(params)
@@ -551,13 +551,14 @@ def _result(
     paths: Mapping[str, str],
     channels: Mapping[str, Any],
 ) -> Dict[str, Any]:
-    """The task result; the key is "failures", never "failed", which would fail the task."""
+    """The task result: "failures" and "not_sent", never "failed" or "skipped" (Ansible's own status keys)."""
     failures = [public_view(item) for item in outcomes if item["status"] == "failed"]
     result = {
         "changed": False,
         "sent": [public_view(item) for item in outcomes if item["status"] == "sent"],
         "failures": failures,
-        "skipped": [public_view(item) for item in outcomes if item["status"] == "skipped"],
+        # Not "skipped": Ansible would show a task that paged people as skipped.
+        "not_sent": [public_view(item) for item in outcomes if item["status"] == "skipped"],
         "warnings": [
             f"notification via {item['channel']} ({item['event']}) failed: {item['error']}" for item in failures
         ],

@@ -6,18 +6,24 @@ Taken under an flock on a guard file beside it, so of two runs started at the sa
 moment exactly one holds it. The file says who holds it (owner, incident, host, pid, since, expiry) so a
 refused run can tell the operator which run to look at. A lock past its expiry is
 stale (its run died) and may be taken over; that is reported.
+
+The lock directory must be on storage every controller that may start a run sees
+(default ``/var/lib/penguinmails-dbops/locks``, absolute, so two runs started from two
+working directories meet there). It is created 0700 and refused when it is a symbolic
+link or owned by another user.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import socket
-import tempfile
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
+
+from ansible_collections.penguinmails.dbops.plugins.module_utils import files
+
+DEFAULT_LOCK_DIR = "/var/lib/penguinmails-dbops/locks"
 
 
 def lock_path(lock_dir: str, name: str) -> str:
@@ -27,10 +33,10 @@ def lock_path(lock_dir: str, name: str) -> str:
 
 def read_holder(path: str) -> Optional[Dict[str, Any]]:
     try:
-        with open(path) as lock_file:
-            return json.load(lock_file)
-    except FileNotFoundError:
-        return None
+        text = files.read_text(path)
+        return None if text is None else json.loads(text)
+    except files.UnsafePathError:
+        raise
     except (OSError, ValueError):
         return {"owner": "unreadable lock file", "expires_at": 0}
 
@@ -45,28 +51,18 @@ def describe_holder(holder: Dict[str, Any]) -> str:
     )
 
 
-@contextlib.contextmanager
-def guarded(path: str) -> Iterator[None]:
+def guarded(path: str):
     """Exclusive section for reading and replacing the lock file, across processes and threads.
 
     Without it a contender could read a lock the winner has created but not yet written,
     take the empty record for a stale lock, and take it over.
     """
-    fd = os.open(path + ".guard", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return files.exclusive_lock(path + ".guard")
 
 
 def write_record(path: str, record: Dict[str, Any]) -> None:
     """Replace the lock file in one rename, so a reader never sees half a record."""
-    fd, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".lock-")
-    with os.fdopen(fd, "w") as temp_file:
-        json.dump(record, temp_file)
-    os.chmod(temp_path, 0o644)
-    os.replace(temp_path, path)
+    files.write_atomically(path, json.dumps(record))
 
 
 def new_record(owner: str, incident_id: str, ttl: float) -> Dict[str, Any]:
@@ -81,26 +77,43 @@ def new_record(owner: str, incident_id: str, ttl: float) -> Dict[str, Any]:
     }
 
 
+def verdict(holder: Optional[Dict[str, Any]], owner: str, now: float) -> str:
+    """What taking the lock does, given the holder found: 'acquired' | 'held' | 'took_over' | 'busy'."""
+    if holder is None:
+        return "acquired"
+    if holder.get("owner") == owner:
+        return "held"
+    if holder.get("expires_at", 0) < now:
+        return "took_over"
+    return "busy"
+
+
 def try_acquire(path: str, owner: str, incident_id: str, ttl: float) -> Tuple[str, Optional[Dict[str, Any]]]:
     """One attempt: ('acquired' | 'held' | 'took_over' | 'busy', holder found)."""
     with guarded(path):
         holder = read_holder(path)
+        outcome = verdict(holder, owner, time.time())
+        if outcome in ("acquired", "took_over"):
+            write_record(path, new_record(owner, incident_id, ttl))
+        return outcome, holder
+
+
+def preview(path: str, owner: str, state: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """Check mode: what taking (present) or releasing (absent) would do; reads the lock file, creates nothing."""
+    holder = read_holder(path) if os.path.isdir(os.path.dirname(path)) else None
+    if state == "absent":
         if holder is None:
-            write_record(path, new_record(owner, incident_id, ttl))
-            return "acquired", None
-        if holder.get("owner") == owner:
-            return "held", holder
-        if holder.get("expires_at", 0) < time.time():
-            write_record(path, new_record(owner, incident_id, ttl))
-            return "took_over", holder
-        return "busy", holder
+            return "not_held", None
+        return ("would_release" if holder.get("owner") == owner else "held_by_other"), holder
+    outcome = verdict(holder, owner, time.time())
+    return {"acquired": "would_acquire", "took_over": "would_take_over"}.get(outcome, outcome), holder
 
 
 def acquire(
     path: str, owner: str, incident_id: str, ttl: float, wait: float, poll: float = 0.1
 ) -> Tuple[str, Optional[Dict[str, Any]]]:
     """('acquired' | 'held' (already ours) | 'took_over' | 'busy', previous holder)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    files.ensure_private_directory(os.path.dirname(path) or ".")
     deadline = time.monotonic() + wait
     while True:
         outcome, holder = try_acquire(path, owner, incident_id, ttl)
@@ -111,6 +124,8 @@ def acquire(
 
 def release(path: str, owner: str) -> Tuple[str, Optional[Dict[str, Any]]]:
     """('released' | 'not_held' | 'held_by_other', holder)."""
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        return "not_held", None
     with guarded(path):
         holder = read_holder(path)
         if holder is None:

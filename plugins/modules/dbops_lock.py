@@ -15,11 +15,17 @@ description:
   - A lock older than O(ttl) seconds belonged to a run that died; it is taken over and the previous
     holder is reported.
   - O(state=absent) releases the lock if O(owner) holds it.
-  - The lock file must be on storage every run sees - the controller for runs started on one
-    machine; a shared path (or C(delegate_to) one lock host) when runs start on several AWX nodes.
+  - The lock directory must be on storage every controller that may start a run sees - the
+    controller's own disk for runs started on one machine; a shared path (or C(delegate_to) one lock
+    host) when runs start on several AWX nodes. The default is an absolute path, so two runs started
+    from two working directories block each other.
+  - The lock directory is created mode 0700 when missing. A lock directory that is a symbolic link or
+    is owned by another user is refused, as is a lock file that is a symbolic link.
   - Locking is bookkeeping, not a change to the fleet. C(changed) is always false, so a rerun of a
-    remediated incident stays idempotent. Check mode takes and releases locks too, because a
-    rehearsal in check mode must not race a real run either.
+    remediated incident stays idempotent.
+  - In check mode nothing is written (no directory, lock file or guard file): the result says what a
+    real run would do (V(would_acquire), V(would_take_over), V(held), V(busy), V(would_release)) and a
+    lock another run holds is a warning, not a failure.
 author:
   - PenguinMails Database Operations (@penguinmails)
 options:
@@ -28,9 +34,10 @@ options:
     type: str
     required: true
   lock_dir:
-    description: Directory holding lock files.
+    description:
+      - Directory holding lock files, on storage every controller sees. Created 0700 when missing.
     type: path
-    required: true
+    default: /var/lib/penguinmails-dbops/locks
   owner:
     description: Who takes the lock; a run-unique value such as the incident id plus the playbook start time.
     type: str
@@ -45,11 +52,11 @@ options:
     default: present
     choices: [present, absent]
   wait:
-    description: Seconds to wait for a held lock.
+    description: Seconds to wait for a held lock, 0 or more.
     type: float
     default: 60
   ttl:
-    description: Seconds after which a lock is considered abandoned.
+    description: Seconds after which a lock is considered abandoned, more than 0.
     type: float
     default: 900
 attributes:
@@ -65,7 +72,6 @@ EXAMPLES = r"""
 - name: One outage run per tier at a time
   penguinmails.dbops.dbops_lock:
     name: "db_outage-{{ incident_tier }}"
-    lock_dir: "{{ dbops_lock_dir }}"
     owner: "{{ dbops_run_id }}"
     incident_id: "{{ incident_id }}"
   delegate_to: localhost
@@ -74,7 +80,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 lock:
-  description: Outcome, C(acquired), C(held) (already ours), C(took_over) (stale), C(released), C(not_held).
+  description:
+    - Outcome, C(acquired), C(held) (already ours), C(took_over) (stale), C(released), C(not_held).
+    - In check mode C(would_acquire), C(would_take_over), C(held), C(busy), C(would_release), C(not_held).
   returned: always
   type: str
   sample: acquired
@@ -82,7 +90,7 @@ path:
   description: The lock file.
   returned: always
   type: str
-  sample: ./incidents/locks/db_outage-oltp.lock
+  sample: /var/lib/penguinmails-dbops/locks/db_outage-oltp.lock
 previous_holder:
   description: The holder found in the lock file, when there was one.
   returned: always
@@ -99,9 +107,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.runlock import (
+    DEFAULT_LOCK_DIR,
     acquire,
     describe_holder,
     lock_path,
+    preview,
     release,
 )
 
@@ -110,7 +120,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "name": {"type": "str", "required": True},
-            "lock_dir": {"type": "path", "required": True},
+            "lock_dir": {"type": "path", "default": DEFAULT_LOCK_DIR},
             "owner": {"type": "str", "required": True},
             "incident_id": {"type": "str", "default": ""},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
@@ -120,7 +130,11 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
+    if params["wait"] < 0 or params["ttl"] <= 0:
+        module.fail_json(msg="wait must be 0 or more seconds and ttl more than 0 seconds")
     path = lock_path(params["lock_dir"], params["name"])
+    if module.check_mode:
+        check_mode_result(module, path)
     started = time.monotonic()
     try:
         if params["state"] == "present":
@@ -145,6 +159,26 @@ def main() -> None:
     if outcome == "held_by_other":
         module.fail_json(msg="not releasing %s: it is held by %s" % (params["name"], describe_holder(holder)), **result)
     module.exit_json(**result)
+
+
+def check_mode_result(module: AnsibleModule, path: str) -> None:
+    """Say what a real run would do; write nothing."""
+    params = module.params
+    try:
+        outcome, holder = preview(path, params["owner"], params["state"])
+    except OSError as error:
+        module.fail_json(msg="lock %s at %s: %s" % (params["name"], path, error))
+    result = {"changed": False, "lock": outcome, "path": path, "previous_holder": holder or {}, "waited_seconds": 0.0}
+    if outcome in ("busy", "held_by_other"):
+        module.warn(
+            "check mode: %s is held by %s; a real run would %s"
+            % (
+                params["name"],
+                describe_holder(holder),
+                "wait %.0f s for it" % params["wait"] if outcome == "busy" else "fail",
+            )
+        )
+    module.exit_json(msg="check mode: lock %s: %s (nothing written)" % (params["name"], outcome), **result)
 
 
 if __name__ == "__main__":

@@ -207,8 +207,10 @@ failures:
   elements: dict
   sample: [{"channel": "slack", "event": "escalation", "levels": [1, 2], "status": "failed",
             "error": "https://hooks.slack.com:443: HTTP 500"}]
-skipped:
-  description: Deliveries not attempted because no contact of the level has an e-mail address (recorded, not retried).
+not_sent:
+  description:
+    - Deliveries not attempted because no contact of the level has an e-mail address (recorded, not retried).
+    - Named so that Ansible does not take it for the task's own C(skipped) status.
   returned: success, not in check mode
   type: list
   elements: dict

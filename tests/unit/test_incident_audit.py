@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible_collections.penguinmails.dbops.plugins.module_utils import audit
+from ansible_collections.penguinmails.dbops.plugins.module_utils import audit, redaction
 
 CLI = Path(__file__).resolve().parents[2] / "tools" / "audit_verify"
 
@@ -157,7 +157,7 @@ def test_a_writer_after_a_corrupt_line_still_chains_to_it(tmp_path):
     ],
 )
 def test_secrets_in_text_are_masked(text, expected):
-    assert audit.redact_text(text) == expected
+    assert redaction.redact_text(text) == expected
 
 
 def test_secret_named_keys_are_masked_anywhere():
@@ -168,7 +168,7 @@ def test_secret_named_keys_are_masked_anywhere():
         "nested": [{"api_key": "d", "passed": 3}],
         "query": "SELECT 1",
     }
-    assert audit.redact(data) == {
+    assert redaction.redact_value(data) == {
         "login_password": "********",
         "routing_key": "********",
         "webhook_url": "********",

@@ -131,9 +131,9 @@ def test_time_brings_the_next_level_and_only_it(tmp_path, recorder):
 def test_a_level_without_addresses_is_skipped_once_not_retried(tmp_path, recorder):
     open_at(tmp_path, minutes(0), detected_at="2026-11-18T09:00:00Z")  # 60 min ago: CEO (level 4) due
     result = notify.run(notify_params(tmp_path), False, now=T0)
-    assert [item["levels"] for item in result["skipped"]] == [[4]]
+    assert [item["levels"] for item in result["not_sent"]] == [[4]]
     again = notify.run(notify_params(tmp_path), False, now=minutes(1))
-    assert again["skipped"] == [] and again["sent"] == []
+    assert again["not_sent"] == [] and again["sent"] == []
 
 
 def test_close_resolves_the_page_and_tells_everyone_told(tmp_path, recorder):

@@ -3,6 +3,7 @@
 import json
 import threading
 
+import pytest
 from ansible_collections.penguinmails.dbops.plugins.module_utils import runlock
 
 
@@ -54,3 +55,31 @@ def test_busy_lock_names_its_holder(tmp_path):
 
 def test_lock_names_cannot_escape_the_directory(tmp_path):
     assert runlock.lock_path(str(tmp_path), "../../etc/x").startswith(str(tmp_path))
+
+
+def test_check_mode_preview_writes_nothing(tmp_path):
+    lock_dir = tmp_path / "locks"
+    path = runlock.lock_path(str(lock_dir), "x")
+    assert runlock.preview(path, "a", "present") == ("would_acquire", None)
+    assert runlock.preview(path, "a", "absent") == ("not_held", None)
+    assert not lock_dir.exists()
+    runlock.acquire(path, "a", "INC", ttl=60, wait=0)
+    before = sorted(item.name for item in lock_dir.iterdir())
+    assert runlock.preview(path, "a", "present")[0] == "held"
+    assert runlock.preview(path, "b", "present")[0] == "busy"
+    assert runlock.preview(path, "a", "absent")[0] == "would_release"
+    assert runlock.preview(path, "b", "absent")[0] == "held_by_other"
+    assert sorted(item.name for item in lock_dir.iterdir()) == before
+
+
+def test_the_default_lock_dir_is_absolute():
+    assert runlock.DEFAULT_LOCK_DIR.startswith("/")
+
+
+def test_the_lock_dir_is_created_private_and_a_linked_one_is_refused(tmp_path):
+    path = runlock.lock_path(str(tmp_path / "new"), "x")
+    runlock.acquire(path, "a", "INC", ttl=60, wait=0)
+    assert oct((tmp_path / "new").stat().st_mode & 0o777) == "0o700"
+    (tmp_path / "link").symlink_to(tmp_path / "new")
+    with pytest.raises(OSError, match="symbolic link"):
+        runlock.acquire(runlock.lock_path(str(tmp_path / "link"), "y"), "a", "INC", ttl=60, wait=0)
