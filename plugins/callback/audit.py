@@ -18,10 +18,20 @@ description:
     and C(tools/audit_verify) check the chain.
   - Tasks with C(no_log) write only that they ran (host, task, module, status, duration). Passwords, tokens
     and keys are masked in what is written, and task arguments are never written.
-  - By default the trail goes to the incident's own directory, C(<incident dir>/<id>/audit.jsonl), as soon as
-    M(penguinmails.dbops.dbops_incident) reports the incident; lines of tasks before that are held and written
-    then. A run that never names an incident writes nothing unless O(record_unattributed) is set, or
-    O(audit_file) names one file for everything.
+  - By default each line goes to the incident's own directory, C(<incident dir>/<id>/audit.jsonl), created
+    mode 0600. A task whose result names incidents (M(penguinmails.dbops.dbops_incident) and
+    M(penguinmails.dbops.dbops_notify), per loop item in a loop) is filed under each incident it names; any
+    other line under every incident the run has named, so a run that opens several incidents (triage) gives
+    each a complete trail.
+  - Lines are held until the run names an incident, or until it runs a module that can change a server (any
+    module not known to be read-only, or a result reported changed). Then they are written under the incident
+    the C(incident_id) / C(awx_job_id) extra variable names, else in the run-level trail
+    C(<incident dir>/unattributed/audit.jsonl) (every line carries the run's C(run_id)). A run that names no
+    incident and changes nothing (it only read, or refused its inputs) writes nothing unless
+    O(record_unattributed) is set. O(audit_file) names one file for everything instead.
+  - A line that cannot be written is a warning on the console, and the number of such lines is added to the
+    incident's C(audit_dropped) (in C(summary.json) and the report) at the end of the run.
+  - In check mode no file is written; the copies to syslog and HTTP are still sent.
   - Each line can also be sent to syslog and/or an HTTP endpoint, for a copy that outlives the controller
     (an AWX execution environment is discarded after the job). A sink that fails is reported once and
     switched off for the rest of the run; the run goes on.
@@ -42,7 +52,8 @@ options:
   incident_dir:
     description:
       - Where incident directories are, for runs that name their incident only through the C(incident_id),
-        C(awx_job_id) or C(tower_job_id) extra variable and never open it. Relative to the working directory.
+        C(awx_job_id) or C(tower_job_id) extra variable and never open it, and for the run-level trail.
+        Relative to the working directory. The C(dbops_incident_dir) extra variable, when given, takes its place.
       - A run that opens its incident writes to the directory the incident module reports.
     type: str
     default: incidents
@@ -53,7 +64,8 @@ options:
         key: incident_dir
   record_unattributed:
     description:
-      - Also record runs that name no incident, in C(<incident_dir>/unattributed/audit.jsonl).
+      - Also record runs that name no incident and change nothing, in C(<incident_dir>/unattributed/audit.jsonl).
+        Runs that can change a server are recorded there anyway.
     type: bool
     default: false
     env:
@@ -134,17 +146,15 @@ import os
 import socket
 import time
 import uuid
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ansible import context
 from ansible.module_utils.urls import open_url
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
-from ansible_collections.penguinmails.dbops.plugins.module_utils import audit, incident, redaction
+from ansible_collections.penguinmails.dbops.plugins.module_utils import audit, audit_trail, incident, redaction
 
-INCIDENT_MODULES = ("penguinmails.dbops.dbops_incident", "penguinmails.dbops.dbops_notify")
-MAX_HELD_LINES = 10000
 MESSAGE_LIMIT = 500
 
 
@@ -160,16 +170,6 @@ def _task_of(result):
 
 def _host_of(result):
     return getattr(result, "host", None) or result._host
-
-
-def _executed(result: Mapping[str, Any], key: str) -> List[Any]:
-    """A result's ``executed_queries`` or ``actions``, with those of every loop item."""
-    collected: List[Any] = []
-    for part in [result, *[item for item in result.get("results") or [] if isinstance(item, Mapping)]]:
-        value = part.get(key)
-        if value:
-            collected.extend(value if isinstance(value, list) else [value])
-    return collected
 
 
 class Sink:
@@ -202,11 +202,11 @@ class CallbackModule(CallbackBase):
         self.run_id = uuid.uuid4().hex
         self.playbook = ""
         self.play = ""
-        self.incident_id: Optional[str] = None
         self.operator = ""
-        self.target: Optional[str] = None
-        self.held: List[Dict[str, Any]] = []
-        self.dropped = 0
+        self.router: Optional[audit_trail.TrailRouter] = None
+        self.check_mode = False
+        self.dropped: Dict[str, int] = {}
+        self.check_mode_chains: Dict[str, Tuple[int, str]] = {}
         self.started: Dict[Any, float] = {}
         self.run_started = time.monotonic()
         self.sinks: List[Sink] = []
@@ -218,8 +218,6 @@ class CallbackModule(CallbackBase):
     def set_options(self, task_keys=None, var_options=None, direct=None) -> None:
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
         self.sinks = [sink for sink in (self._syslog_sink(), self._http_sink()) if sink]
-        if self.get_option("audit_file"):
-            self.target = os.path.abspath(self.get_option("audit_file"))
 
     def _syslog_sink(self) -> Optional[Sink]:
         address = self.get_option("syslog_address")
@@ -291,17 +289,27 @@ class CallbackModule(CallbackBase):
         self.announced = True
         self.extra_vars = dict(play.get_variable_manager().extra_vars or {})
         self.operator = self._operator()
-        self.incident_id = self._incident_from_extra_vars()
-        self._write(
-            {
-                "event": "playbook_start",
-                "check_mode": bool(context.CLIARGS.get("check")),
-                "controller": socket.gethostname(),
-                "ansible_version": ansible_version,
-                "limit": context.CLIARGS.get("subset"),
-                "tags": list(context.CLIARGS.get("tags") or []),
-                "extra_var_names": sorted(str(name) for name in self.extra_vars),
-            }
+        self.check_mode = bool(context.CLIARGS.get("check"))
+        self.router = audit_trail.TrailRouter(
+            str(self.extra_vars.get("dbops_incident_dir") or self.get_option("incident_dir") or "incidents"),
+            audit_file=self.get_option("audit_file"),
+            expected_incident=self._incident_from_extra_vars(),
+            record_unattributed=self.get_option("record_unattributed"),
+        )
+        self._write_all(
+            self.router.file(
+                self._stamp(
+                    {
+                        "event": "playbook_start",
+                        "check_mode": self.check_mode,
+                        "controller": socket.gethostname(),
+                        "ansible_version": ansible_version,
+                        "limit": context.CLIARGS.get("subset"),
+                        "tags": list(context.CLIARGS.get("tags") or []),
+                        "extra_var_names": sorted(str(name) for name in self.extra_vars),
+                    }
+                )
+            )
         )
 
     def _operator(self) -> str:
@@ -322,16 +330,16 @@ class CallbackModule(CallbackBase):
             return None
 
     def v2_playbook_on_stats(self, stats) -> None:
+        if self.router is None:
+            return
         hosts = sorted(stats.processed.keys())
-        self._write(
-            {
-                "event": "playbook_end",
-                "duration": round(time.monotonic() - self.run_started, 3),
-                "recap": {host: stats.summarize(host) for host in hosts},
-            }
-        )
-        if self.held:
-            self._release(self._fallback_target())
+        end = {
+            "event": "playbook_end",
+            "duration": round(time.monotonic() - self.run_started, 3),
+            "recap": {host: stats.summarize(host) for host in hosts},
+        }
+        self._write_all(self.router.finish(self._stamp(end)))
+        self._report_dropped()
 
     # --- task results ---------------------------------------------------------------------
 
@@ -352,10 +360,13 @@ class CallbackModule(CallbackBase):
 
     def _task_line(self, result, status: str, ignored: bool = False) -> None:
         try:
-            record = self._describe(result, status, ignored)
-            self._learn_incident(record["module"], _result_of(result))
-            self._write(record)
+            record = self._stamp(self._describe(result, status, ignored))
+            module, outcome = record["module"], _result_of(result)
+            self._write_all(self.router.learn(audit_trail.incidents_named(module, outcome)))
+            for incident_id, line in audit_trail.split_by_incident(record, module, outcome):
+                self._write_all(self.router.file(line, incident_id))
         except Exception as exc:  # the audit trail must never stop a remediation
+            self._count_dropped("(no file chosen)")
             self._display.warning(f"penguinmails.dbops.audit: could not record a task result: {exc}")
 
     def _describe(self, result, status: str, ignored: bool) -> Dict[str, Any]:
@@ -375,7 +386,7 @@ class CallbackModule(CallbackBase):
             record["no_log"] = True
             return record
         for key in ("executed_queries", "actions"):
-            done = _executed(outcome, key)
+            done = audit_trail.executed_in(outcome, key)
             if done:
                 record[key] = done
         if status in ("failed", "unreachable") and outcome.get("msg"):
@@ -384,25 +395,13 @@ class CallbackModule(CallbackBase):
             ]  # before cutting a secret in half
         return record
 
-    def _learn_incident(self, module: str, outcome: Mapping[str, Any]) -> None:
-        """The incident modules report the incident id and where its audit file belongs."""
-        if module not in INCIDENT_MODULES or outcome.get("failed"):
-            return
-        incident = outcome.get("incident") or outcome.get("summary") or {}
-        paths = outcome.get("paths") or {}
-        if incident.get("id"):
-            self.incident_id = str(incident["id"])
-        if paths.get("audit") and not self.get_option("audit_file") and self.target != paths["audit"]:
-            self.target = paths["audit"]
-            self._release(self.target)
-
     # --- writing --------------------------------------------------------------------------
 
     def _stamp(self, record: Mapping[str, Any]) -> Dict[str, Any]:
         stamped = {
             "ts": audit_time(),
             "run_id": self.run_id,
-            "incident_id": self.incident_id,
+            "incident_id": None,  # set by the router to the incident the line is filed under
             "operator": self.operator,
             "playbook": self.playbook,
             "play": self.play,
@@ -410,44 +409,56 @@ class CallbackModule(CallbackBase):
         stamped.update(record)
         return stamped
 
-    def _write(self, record: Mapping[str, Any]) -> None:
-        stamped = self._stamp(record)
-        if self.target is None:
-            if len(self.held) < MAX_HELD_LINES:
-                self.held.append(stamped)
-            else:
-                self.dropped += 1
-            return
-        self._append(self.target, stamped)
+    def _write_all(self, writes: List[audit_trail.Write]) -> None:
+        for path, record in writes:
+            self._append(path, redaction.redact_value(record))
 
     def _append(self, path: str, record: Dict[str, Any]) -> None:
-        try:
-            line = audit.append_record(path, redaction.redact_value(record), fsync=self.get_option("fsync"))
-        except OSError as exc:
-            self._display.warning(f"penguinmails.dbops.audit: cannot write {path}: {exc.strerror or exc}")
-            return
+        """Append one line to ``path`` and copy it to the sinks; in check mode only copy it."""
+        if self.check_mode:
+            line = self._check_mode_line(path, record)
+        else:
+            try:
+                line = audit.append_record(path, record, fsync=self.get_option("fsync"))
+            except OSError as exc:
+                if not self._count_dropped(path):
+                    self._display.warning(
+                        f"penguinmails.dbops.audit: cannot write {path}: {exc.strerror or exc}; lines of this run"
+                        " are missing from that trail (counted in the incident's audit_dropped)"
+                    )
+                return
         for sink in self.sinks:
             problem = sink.emit(line)
             if problem:
                 self._display.warning(f"penguinmails.dbops.audit: {problem}")
 
-    def _release(self, path: Optional[str]) -> None:
-        """Write the lines held until the incident was known (their incident_id is filled in now)."""
-        held, self.held = self.held, []
-        if path is None:
-            self._display.vvv(f"penguinmails.dbops.audit: no incident named; {len(held)} lines not recorded")
-            return
-        for record in held:
-            record["incident_id"] = record.get("incident_id") or self.incident_id
-            self._append(path, record)
+    def _check_mode_line(self, path: str, record: Mapping[str, Any]) -> str:
+        """The chained line a real run would append, chained in memory: check mode writes no file."""
+        seq, prev = self.check_mode_chains.get(path, (1, audit.GENESIS))
+        line = audit.render_line(record, seq, prev)
+        self.check_mode_chains[path] = (seq + 1, audit.line_hash(line))
+        return line
 
-    def _fallback_target(self) -> Optional[str]:
-        base = os.path.abspath(self.get_option("incident_dir") or "incidents")
-        if self.incident_id:
-            return os.path.join(base, self.incident_id, "audit.jsonl")
-        if self.get_option("record_unattributed"):
-            return os.path.join(base, "unattributed", "audit.jsonl")
-        return None
+    def _count_dropped(self, path: str) -> int:
+        """Count one line lost for ``path``; return how many were lost there before it."""
+        before = self.dropped.get(path, 0)
+        self.dropped[path] = before + 1
+        return before
+
+    def _report_dropped(self) -> None:
+        """Say how many lines each trail lost, and add them to the incident's audit_dropped."""
+        incidents = {path: incident_id for incident_id, path in self.router.known.items()}
+        for path, count in self.dropped.items():
+            self._display.warning(
+                f"penguinmails.dbops.audit: {count} audit line(s) of this run could not be written to {path}"
+            )
+            if path not in incidents:
+                continue
+            paths = incident.incident_paths(os.path.dirname(os.path.dirname(path)), incidents[path])
+            try:
+                incident.record_audit_dropped(paths, count)
+            except incident.IncidentError as exc:
+                self._display.warning(f"penguinmails.dbops.audit: could not note the lost lines in the record: {exc}")
 
 
 def audit_time() -> str:

@@ -175,6 +175,16 @@ def save_record(paths: Mapping[str, str], record: Mapping[str, Any]) -> Dict[str
     return summary
 
 
+def record_audit_dropped(paths: Mapping[str, str], count: int) -> None:
+    """Add ``count`` audit lines that could not be written to the record's ``audit_dropped`` (shown in the summary)."""
+    with locked(paths, create=True):
+        record = load_record(paths)
+        if record is None:
+            raise IncidentError(f"incident {os.path.basename(paths['dir'])} has no record in {paths['dir']}")
+        record["audit_dropped"] = int(record.get("audit_dropped") or 0) + count
+        save_record(paths, record)
+
+
 # --- transitions (pure: record in, record out) ---------------------------------------------
 
 

@@ -63,6 +63,7 @@ def summarize(record: Mapping[str, Any]) -> Dict[str, Any]:
         "notifications_failed": len(notifications_by_status(record, "failed")),
         "report": "report.md",
         "audit_file": "audit.jsonl",
+        "audit_dropped": int(record.get("audit_dropped") or 0),
     }
 
 
@@ -226,5 +227,12 @@ def render_report(record: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         "Every task of every run is in `audit.jsonl` (hash-chained). Check it with",
         "`ansible-playbook penguinmails.dbops.audit_verify -e audit_file=<this directory>/audit.jsonl`.",
         "",
+        *_dropped_text(summary),
     ]
     return "\n".join(lines)
+
+
+def _dropped_text(summary: Mapping[str, Any]) -> List[str]:
+    if not summary["audit_dropped"]:
+        return []
+    return [f"**{summary['audit_dropped']} audit line(s) could not be written**: the trail is incomplete.", ""]

@@ -203,6 +203,8 @@ def test_open_step_escalate_notify_close(tmp_path, http_receiver, smtp_receiver)
         [str(AUDIT_CLI), str(record_dir / "audit.jsonl")], capture_output=True, text=True, check=False
     )
     assert verified.returncode == 0 and f"intact, {len(lines)} lines" in verified.stdout
+    assert (record_dir / "audit.jsonl").stat().st_mode & 0o777 == 0o600  # like the records
+    assert read_json(record_dir / "summary.json")["audit_dropped"] == 0
 
     assert_no_secret(tmp_path, done.stdout, done.stderr)
 
@@ -298,9 +300,8 @@ def test_check_mode_sends_nothing_and_writes_no_record(tmp_path, http_receiver, 
     record_dir = incident_dir(tmp_path, "INC-CHECK")
     assert not (record_dir / "record.json").exists() and not (record_dir / "summary.json").exists()
     assert "Check mode, nothing recorded" in done.stdout
-    # The audit trail still shows that someone rehearsed this incident in check mode.
-    lines = audit_lines(tmp_path, "INC-CHECK")
-    assert lines[0]["check_mode"] is True
+    # Check mode writes nothing at all: no record, no audit trail, not even the directory (issue 10).
+    assert not (tmp_path / "incidents").exists()
 
 
 def test_elapsed_time_escalates_to_the_levels_due(tmp_path, http_receiver, smtp_receiver):
@@ -443,3 +444,111 @@ def test_a_wrong_smtp_password_is_a_recorded_failure_without_the_password(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "authentication failed (535)" in done.stdout + done.stderr
     assert_no_secret(tmp_path, done.stdout, done.stderr)
+
+
+# --- issue 10: every run that can change a server has a trail, filed under the right incident ------------
+
+
+def task_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if '"event":"task"' in line]
+
+
+def test_two_incidents_opened_in_a_loop_each_get_their_own_audit_lines(tmp_path):
+    done = run_playbook(tmp_path, PLAYBOOKS / "two_incidents.yml", {"dbops_incident_dir": str(tmp_path / "incidents")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    trails = {name: incident_dir(tmp_path, name) / "audit.jsonl" for name in ("INC-LOOP-A", "INC-LOOP-B")}
+    lines = {name: task_lines(path) for name, path in trails.items()}
+    for name, own in lines.items():
+        assert {line["incident_id"] for line in own} == {name}
+        findings = [line for line in own if line["task"] == "Record a finding in each incident"]
+        assert len(findings) == 1 and findings[0]["items"] == 1  # only its own loop item
+        opened = [line for line in own if line["task"] == "Open one incident per tier"]
+        assert len(opened) == 1 and opened[0]["items"] == 1
+        assert own[0]["task"] == "Look before any incident exists"  # the shared history
+    assert [line["task"] for line in lines["INC-LOOP-A"]].count("Record a step in the first incident only") == 1
+    assert "Record a step in the first incident only" not in [line["task"] for line in lines["INC-LOOP-B"]]
+    assert "audit chain intact" in done.stdout  # dbops_audit_verify inside the run, on both trails
+    for path in trails.values():
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert json.loads(path.read_text().splitlines()[-1])["event"] == "playbook_end"
+        assert subprocess.run([str(AUDIT_CLI), str(path)], check=False).returncode == 0
+    assert not (tmp_path / "incidents" / "unattributed").exists()
+
+
+def test_a_run_that_changes_something_without_an_incident_has_a_run_level_trail(tmp_path):
+    done = run_playbook(tmp_path, PLAYBOOKS / "change_without_incident.yml", {})
+    assert done.returncode == 0, done.stdout + done.stderr
+    trail = tmp_path / "incidents" / "unattributed" / "audit.jsonl"
+    lines = [json.loads(line) for line in trail.read_text().splitlines()]
+    assert [line.get("task") or line["event"] for line in lines] == [
+        "playbook_start",
+        "Read first",
+        "Run a command that could change a server",
+        "playbook_end",
+    ]
+    assert len({line["run_id"] for line in lines}) == 1 and {line["incident_id"] for line in lines} == {None}
+    assert subprocess.run([str(AUDIT_CLI), str(trail)], check=False).returncode == 0
+
+
+def test_a_line_that_cannot_be_written_is_a_warning_and_counted_in_the_summary(tmp_path, http_receiver, smtp_receiver):
+    record_dir = incident_dir(tmp_path, "INC-DROP")
+    record_dir.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    (record_dir / "audit.jsonl").symlink_to(victim)  # a planted link: never written through
+    done = lifecycle(tmp_path, http_receiver, smtp_receiver, "INC-DROP")
+    assert done.returncode == 0, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert "cannot write" in output and "symbolic link" in output
+    assert re.search(r"\d+ audit line\(s\) of this run could not be written", output)
+    assert victim.read_text() == "untouched\n"
+    summary = read_json(record_dir / "summary.json")
+    assert summary["audit_dropped"] > 0
+    assert "audit line(s) could not be written" in (record_dir / "report.md").read_text()
+
+
+def test_a_run_that_refuses_before_acting_leaves_no_audit_file(tmp_path):
+    env = {"DBOPS_AUDIT_FSYNC": "false"}
+    done = run_playbook(tmp_path, REPO / "playbooks" / "audit_verify.yml", {"incident_id": "INC-NOTHING"}, env=env)
+    assert done.returncode != 0  # audit_file missing: the playbook refuses
+    assert not (tmp_path / "incidents").exists()
+
+
+# --- issue 10: the run lock: absolute default directory, nothing written in check mode -------------------
+
+
+def lock_run(cwd, name, owner, *args, **extra):
+    cwd.mkdir(exist_ok=True)
+    return run_playbook(cwd, PLAYBOOKS / "run_lock.yml", dict(lock_name=name, lock_owner=owner, **extra), *args)
+
+
+def test_two_runs_from_two_directories_meet_at_the_default_lock(tmp_path):
+    name = f"test-{os.getpid()}-{time.time_ns()}"
+    first = lock_run(tmp_path / "one", name, "run-1")
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "lock outcome acquired at /var/lib/penguinmails-dbops/locks/" in first.stdout
+        second = lock_run(tmp_path / "two", name, "run-2")
+        assert second.returncode != 0 and "is locked by another run: owner run-1" in second.stdout
+        assert not (tmp_path / "one" / "incidents").exists() and not (tmp_path / "two" / "incidents").exists()
+    finally:
+        released = lock_run(tmp_path / "one", name, "run-1", lock_state="absent")
+    assert released.returncode == 0 and "lock outcome released" in released.stdout
+
+
+def test_the_lock_in_check_mode_says_what_it_would_do_and_writes_nothing(tmp_path):
+    lock_dir = tmp_path / "locks"
+    done = lock_run(tmp_path / "cwd", "check-me", "run-1", "--check", lock_dir=str(lock_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "lock outcome would_acquire" in done.stdout
+    assert not lock_dir.exists() and not (tmp_path / "cwd" / "incidents").exists()
+    taken = lock_run(tmp_path / "cwd", "check-me", "run-1", lock_dir=str(lock_dir))
+    assert taken.returncode == 0 and oct(lock_dir.stat().st_mode & 0o777) == "0o700"
+    files_before = sorted(path.name for path in lock_dir.iterdir())
+    busy = lock_run(tmp_path / "cwd", "check-me", "run-2", "--check", lock_dir=str(lock_dir))
+    assert (
+        busy.returncode == 0
+        and "lock outcome busy" in busy.stdout
+        and "a real run would wait" in busy.stdout + busy.stderr
+    )
+    assert sorted(path.name for path in lock_dir.iterdir()) == files_before
