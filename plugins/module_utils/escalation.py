@@ -236,6 +236,17 @@ def resolve_contact(key: str, contacts: Mapping[str, Any]) -> Dict[str, Any]:
     return {"key": key, "name": str(entry.get("name") or key), "email": entry.get("email") or None}
 
 
+def validate_outcomes(outcomes: Mapping[str, Any]) -> None:
+    """Every outcome named, each PagerDuty action one the Events API knows."""
+    missing = [name for name in OUTCOMES if name not in outcomes]
+    if missing:
+        raise PolicyError(f"outcomes policy lacks {', '.join(missing)}")
+    for name, outcome in outcomes.items():
+        action = (outcome or {}).get("pagerduty_action")
+        if action is not None and action not in PAGERDUTY_ACTIONS:
+            raise PolicyError(f"outcome {name}: pagerduty_action must be one of {', '.join(PAGERDUTY_ACTIONS)}")
+
+
 def validate_business_hours(hours: Mapping[str, Any]) -> None:
     _require_mapping(hours, "business hours")
     days = hours.get("weekdays") or []

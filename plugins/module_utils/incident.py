@@ -221,9 +221,7 @@ def build_policy(params: Mapping[str, Any], incident_type: str, severity: Option
         hours = part("business_hours")
         escalation.validate_business_hours(hours)
         outcomes = part("outcomes")
-        missing = [name for name in escalation.OUTCOMES if name not in outcomes]
-        if missing:
-            raise escalation.PolicyError(f"outcomes policy lacks {', '.join(missing)}")
+        escalation.validate_outcomes(outcomes)
         return {
             "type_name": incident_type,
             "type_label": str(type_policy.get("label") or incident_type),

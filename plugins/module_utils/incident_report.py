@@ -11,14 +11,14 @@ import datetime as dt
 import json
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.escalation import parse_utc
+
 STEP_KINDS = ("finding", "decision", "action", "verification", "note")
 FINDING_KINDS = ("finding", "decision")
 
 
 def _parse(value: Optional[str]) -> Optional[dt.datetime]:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    return parse_utc(value) if value else None
 
 
 def _seconds_between(start: Optional[str], end: Optional[str]) -> Optional[float]:

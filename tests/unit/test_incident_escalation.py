@@ -223,3 +223,19 @@ def test_the_roles_seed_policy_is_the_modules_default_policy():
         ("incident_policy_business_hours", "business_hours"),
     ]:
         assert defaults[variable] == "{{ incident_seed_policy.%s }}" % table
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "problem"),
+    [
+        ({name: {} for name in escalation.OUTCOMES}, None),
+        ({"resolved": {}}, "outcomes policy lacks"),
+        (dict({name: {} for name in escalation.OUTCOMES}, resolved={"pagerduty_action": "page"}), "pagerduty_action"),
+    ],
+)
+def test_outcomes_are_validated(outcomes, problem):
+    if problem is None:
+        escalation.validate_outcomes(outcomes)
+        return
+    with pytest.raises(escalation.PolicyError, match=problem):
+        escalation.validate_outcomes(outcomes)

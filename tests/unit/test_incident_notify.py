@@ -291,3 +291,14 @@ def test_email_message_headers(tmp_path):
     assert message["To"] == "A <a@x.org>, b@x.org"
     assert message["X-Dbops-Incident"] == "INC-7"
     assert message["Message-ID"].endswith("@penguinmails.com>")
+
+
+def test_message_texts_go_through_the_redaction():
+    item = notify.delivery("email", "close", ["k"], [], ["x"], subject="PGPASSWORD=abc", text="see https://u:pw@h/?t=1")
+    assert item["subject"] == "PGPASSWORD=********" and item["text"] == "see https://u:********@h/?t=********"
+
+
+def test_a_level_nobody_can_be_told_about_is_not_reported_as_a_skipped_task(tmp_path, recorder):
+    open_at(tmp_path, T0, type="security_breach")
+    result = notify.run(notify_params(tmp_path), False, now=T0)
+    assert "skipped" not in result and result["not_sent"]

@@ -341,3 +341,43 @@ def test_an_open_that_cannot_be_written_fails(tmp_path):
     (tmp_path / "INC-1").write_text("a file where the incident directory should be")
     with pytest.raises(incident.RecordWriteError, match="cannot create incident directory"):
         open_incident(tmp_path)
+
+
+# --- issue 10: redaction on every output path, files 0600, no link followed, lost audit lines counted ----
+
+
+def test_secrets_in_any_field_are_masked_in_record_summary_report_and_result(tmp_path):
+    result = open_incident(tmp_path, title="panel https://admin:hunter2@panel/x?token=abc down")
+    step(tmp_path, minutes(1), name="Probe", result="PGPASSWORD=hunter2 psql; Authorization: Bearer abc")
+    for name in ("record.json", "summary.json", "report.md"):
+        text = (tmp_path / "INC-1" / name).read_text()
+        assert "hunter2" not in text and "token=abc" not in text and "Bearer abc" not in text, name
+    assert "hunter2" not in json.dumps(result)
+
+
+def test_the_record_files_are_0600(tmp_path):
+    open_incident(tmp_path)
+    for name in ("record.json", "summary.json", "report.md", ".lock"):
+        assert (tmp_path / "INC-1" / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_a_planted_record_link_is_refused_and_not_followed(tmp_path):
+    victim = tmp_path / "victim.json"
+    victim.write_text("{}")
+    (tmp_path / "INC-1").mkdir()
+    (tmp_path / "INC-1" / "record.json").symlink_to(victim)
+    with pytest.raises(incident.IncidentError, match="symbolic link"):
+        open_incident(tmp_path)
+    assert victim.read_text() == "{}"
+
+
+def test_lost_audit_lines_are_added_to_the_summary_and_the_report(tmp_path):
+    open_incident(tmp_path)
+    assert load(tmp_path, "summary.json")["audit_dropped"] == 0
+    paths = incident.incident_paths(str(tmp_path), "INC-1")
+    incident.record_audit_dropped(paths, 3)
+    incident.record_audit_dropped(paths, 2)
+    assert load(tmp_path, "summary.json")["audit_dropped"] == 5
+    assert "5 audit line(s) could not be written" in load(tmp_path, "report.md")
+    with pytest.raises(incident.IncidentError, match="no record"):
+        incident.record_audit_dropped(incident.incident_paths(str(tmp_path), "INC-NONE"), 1)
