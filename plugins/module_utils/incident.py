@@ -166,8 +166,11 @@ def write_atomically(path: str, text: str) -> None:
 
 
 def save_record(paths: Mapping[str, str], record: Mapping[str, Any]) -> Dict[str, Any]:
-    """Write record.json, summary.json and report.md (each through the redaction); return the summary."""
-    record = redact_value(record)
+    """Write record.json, summary.json and report.md (each through the redaction); return the summary.
+
+    Timeline and ledger entries were redacted when they were added; the header is redacted here.
+    """
+    record = dict(redact_value(header(record)), timeline=record["timeline"], notifications=record["notifications"])
     summary = summarize(record)
     write_atomically(paths["record"], json.dumps(record, indent=2, sort_keys=False) + "\n")
     write_atomically(paths["summary"], json.dumps(summary, indent=2) + "\n")
@@ -285,9 +288,9 @@ def _detected_at(params: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
 
 
 def append_entry(record: Dict[str, Any], entry: Mapping[str, Any], now: dt.datetime) -> Dict[str, Any]:
-    """Add a timeline entry stamped with its sequence number, time and run."""
+    """Add a timeline entry stamped with its sequence number, time and run; its content redacted."""
     stamped = {"seq": len(record["timeline"]) + 1, "at": format_time(now), "run": current_run(record)}
-    stamped.update((key, value) for key, value in entry.items() if value is not None)
+    stamped.update((key, value) for key, value in redact_value(entry).items() if value is not None)
     record["timeline"].append(stamped)
     return stamped
 
@@ -304,19 +307,17 @@ def step_entry(params: Mapping[str, Any]) -> Dict[str, Any]:
     changed = params["changed"] if params.get("changed") is not None else source["changed"]
     failed = params["failed"] if params.get("failed") is not None else source["failed"]
     kind = params.get("kind") or ("action" if (queries or actions or changed) else "finding")
-    return redact_value(
-        {
-            "kind": kind,
-            "name": params["name"],
-            "result": params.get("result") or source["result"],
-            "changed": bool(changed),
-            "failed": bool(failed),
-            "host": params.get("host"),
-            "details": params.get("details"),
-            "executed_queries": list(queries) or None,
-            "actions": list(actions) or None,
-        }
-    )
+    return {
+        "kind": kind,
+        "name": params["name"],
+        "result": params.get("result") or source["result"],
+        "changed": bool(changed),
+        "failed": bool(failed),
+        "host": params.get("host"),
+        "details": params.get("details"),
+        "executed_queries": list(queries) or None,
+        "actions": list(actions) or None,
+    }
 
 
 def registered_facts(result: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -379,9 +380,7 @@ def apply_close(record: Dict[str, Any], params: Mapping[str, Any], now: dt.datet
         response_target_met=escalation.response_target_met(detected, mitigated_at, record["response_target_minutes"]),
     )
     text = outcome + (f": {params['note']}" if params.get("note") else "")
-    return append_entry(
-        record, redact_value({"kind": "lifecycle", "name": "close", "result": text, "changed": False}), now
-    )
+    return append_entry(record, {"kind": "lifecycle", "name": "close", "result": text, "changed": False}, now)
 
 
 def escalation_now(record: Mapping[str, Any], now: dt.datetime) -> Dict[str, Any]:

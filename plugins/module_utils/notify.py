@@ -507,7 +507,7 @@ def record_outcomes(record: Dict[str, Any], outcomes: List[Mapping[str, Any]], n
     at = record_store.format_time(now)
     run_number = record_store.current_run(record)
     for outcome in outcomes:
-        record["notifications"].extend(ledger_entries(outcome, at, run_number))
+        record["notifications"].extend(redact_value(ledger_entries(outcome, at, run_number)))
         if outcome["status"] == "failed":
             note = {"kind": "notification", "name": f"notify via {outcome['channel']}", "result": outcome["error"]}
             record_store.append_entry(record, dict(note, changed=False, failed=True), now)
