@@ -23,7 +23,7 @@ description:
     is owned by another user is refused, as is a lock file that is a symbolic link.
   - Locking is bookkeeping, not a change to the fleet. C(changed) is always false, so a rerun of a
     remediated incident stays idempotent.
-  - In check mode nothing is written (no directory, lock file or guard file): the result says what a
+  - In check mode nothing is written (no directory, lock file or guard file); the result says what a
     real run would do (V(would_acquire), V(would_take_over), V(held), V(busy), V(would_release)) and a
     lock another run holds is a warning, not a failure.
 author:

@@ -134,8 +134,8 @@ def test_a_run_that_changes_a_server_without_an_incident_has_a_run_level_trail()
     writes = router.file(task("pg_rewind", "penguinmails.dbops.pg_rejoin", status="changed"))
     writes += router.file(task("Say done"))
     writes += router.finish({"event": "playbook_end", "incident_id": None})
-    assert {path for path, _ in writes} == {"/srv/incidents/unattributed/audit.jsonl"}
-    assert [line.get("task") or line["event"] for _, line in writes] == [
+    assert {path for path, _line in writes} == {"/srv/incidents/unattributed/audit.jsonl"}
+    assert [line.get("task") or line["event"] for _path, line in writes] == [
         "playbook_start",
         "pg_rewind",
         "Say done",
@@ -174,8 +174,8 @@ def test_one_file_for_everything_gets_every_line_at_once():
     router.learn({"INC-A": None, "INC-B": None})
     writes += router.file(task("shared"))
     writes += router.file(task("only A", INCIDENT), "INC-A")
-    assert {path for path, _ in writes} == {"/var/log/dbops/audit.jsonl"}
-    assert [(line["incident_id"], line.get("incident_ids")) for _, line in writes] == [
+    assert {path for path, _line in writes} == {"/var/log/dbops/audit.jsonl"}
+    assert [(line["incident_id"], line.get("incident_ids")) for _path, line in writes] == [
         (None, None),
         (None, ["INC-A", "INC-B"]),
         ("INC-A", None),
