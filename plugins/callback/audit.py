@@ -380,6 +380,8 @@ class CallbackModule(CallbackBase):
             "status": status,
             "duration": round(time.monotonic() - began, 3) if began is not None else None,
         }
+        if record["module"] in ("ansible.builtin.uri", "ansible.legacy.uri", "uri"):
+            record["method"] = str(task.args.get("method") or "GET").upper()  # a GET changes nothing
         if ignored:
             record["ignored"] = True
         if outcome.get("_ansible_no_log") or "censored" in outcome:

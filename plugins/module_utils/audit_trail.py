@@ -31,6 +31,7 @@ READ_ONLY_MODULES = frozenset(
             "assert",
             "debug",
             "fail",
+            "find",
             "gather_facts",
             "group_by",
             "import_role",
@@ -66,6 +67,7 @@ READ_ONLY_MODULES = frozenset(
         )
     }
 )
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNATTRIBUTED = "unattributed"
 AUDIT_FILE = "audit.jsonl"
 MAX_HELD_LINES = 10000
@@ -85,7 +87,12 @@ def can_change_servers(record: Mapping[str, Any]) -> bool:
     """Whether a task line shows the run may have changed a server."""
     if record.get("event") != "task":
         return False
-    return record.get("status") == "changed" or canonical_module(record.get("module")) not in READ_ONLY_MODULES
+    if record.get("status") == "changed":
+        return True
+    module = canonical_module(record.get("module"))
+    if module == "ansible.builtin.uri":
+        return record.get("method") not in READ_ONLY_METHODS
+    return module not in READ_ONLY_MODULES
 
 
 def result_parts(result: Mapping[str, Any]) -> List[Mapping[str, Any]]:

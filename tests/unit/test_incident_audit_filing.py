@@ -54,7 +54,10 @@ def test_module_names_are_canonical(module, canonical):
         (task("t", "penguinmails.dbops.pg_rejoin"), True),
         (task("t", "penguinmails.dbops.pg_fence", status="failed"), True),
         (task("t", "ansible.builtin.command", status="ok"), True),
-        (task("t", "ansible.builtin.uri"), True),  # a POST can change things
+        (task("t", "ansible.builtin.uri"), True),  # method unknown: it may POST
+        (task("t", "ansible.builtin.uri", method="POST"), True),
+        (task("t", "ansible.builtin.uri", method="GET"), False),
+        (task("t", "ansible.builtin.uri", method="GET", status="changed"), True),
         (task("t", "ansible.builtin.set_fact", status="changed"), True),
         ({"event": "playbook_start"}, False),
     ],
