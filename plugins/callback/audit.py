@@ -380,7 +380,7 @@ class CallbackModule(CallbackBase):
             "status": status,
             "duration": round(time.monotonic() - began, 3) if began is not None else None,
         }
-        if record["module"] in ("ansible.builtin.uri", "ansible.legacy.uri", "uri"):
+        if audit_trail.canonical_module(record["module"]) == "ansible.builtin.uri":
             record["method"] = str(task.args.get("method") or "GET").upper()  # a GET changes nothing
         if ignored:
             record["ignored"] = True
@@ -392,9 +392,8 @@ class CallbackModule(CallbackBase):
             if done:
                 record[key] = done
         if status in ("failed", "unreachable") and outcome.get("msg"):
-            record["msg"] = redaction.redact_text(str(outcome["msg"]))[
-                :MESSAGE_LIMIT
-            ]  # before cutting a secret in half
+            # Redacted before it is cut: a secret cut in half no longer looks like one.
+            record["msg"] = redaction.redact_text(str(outcome["msg"]))[:MESSAGE_LIMIT]
         return record
 
     # --- writing --------------------------------------------------------------------------
