@@ -178,6 +178,9 @@ notes:
     failover half-way; the audit trail still has the task.
   - Writers of one incident are serialised with an C(flock) on C(<dir>/<id>/.lock), so parallel forks
     and concurrent runs cannot lose an entry.
+  - The record's files are created mode 0600 and never opened through a symbolic link. Everything written
+    and returned goes through the collection's one redaction (passwords, tokens, keys, URL passwords and
+    query values, webhook paths, C(Bearer) tokens); see C(docs/security.md).
 seealso:
   - module: penguinmails.dbops.dbops_notify
   - module: penguinmails.dbops.dbops_audit_verify
