@@ -27,7 +27,7 @@ import re
 import secrets
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
-from ansible_collections.penguinmails.dbops.plugins.module_utils import escalation, files
+from ansible_collections.penguinmails.dbops.plugins.module_utils import audit_trail, escalation, files
 from ansible_collections.penguinmails.dbops.plugins.module_utils.incident_report import (
     STEP_KINDS,
     render_report,
@@ -83,6 +83,11 @@ format_time = escalation.format_utc
 
 
 def validate_id(incident_id: str) -> str:
+    if incident_id == audit_trail.UNATTRIBUTED:
+        raise IncidentError(
+            f"incident id {incident_id!r} is not usable as a directory name: it holds the audit trail of runs"
+            " without an incident"
+        )
     if not ID_PATTERN.match(incident_id) or ".." in incident_id:
         raise IncidentError(
             f"incident id {incident_id!r} is not usable as a directory name: use letters, digits, '.', '_' or '-'"
@@ -180,6 +185,8 @@ def save_record(paths: Mapping[str, str], record: Mapping[str, Any]) -> Dict[str
 
 def record_audit_dropped(paths: Mapping[str, str], count: int) -> None:
     """Add ``count`` audit lines that could not be written to the record's ``audit_dropped`` (shown in the summary)."""
+    if not os.path.isdir(paths["dir"]):
+        raise IncidentError(f"incident {os.path.basename(paths['dir'])} has no record in {paths['dir']}")
     with locked(paths, create=True):
         record = load_record(paths)
         if record is None:

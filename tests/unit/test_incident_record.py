@@ -60,7 +60,7 @@ def test_id_is_generated_only_when_opening():
         incident.resolve_id(None, None, T0, may_generate=False)
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a/b", ".hidden", "x" * 129, "with space", "a..b"])
+@pytest.mark.parametrize("bad", ["../etc", "a/b", ".hidden", "x" * 129, "with space", "a..b", "unattributed"])
 def test_ids_that_are_not_safe_directory_names_are_refused(bad):
     with pytest.raises(incident.IncidentError, match="not usable as a directory name"):
         incident.validate_id(bad)
@@ -381,3 +381,4 @@ def test_lost_audit_lines_are_added_to_the_summary_and_the_report(tmp_path):
     assert "5 audit line(s) could not be written" in load(tmp_path, "report.md")
     with pytest.raises(incident.IncidentError, match="no record"):
         incident.record_audit_dropped(incident.incident_paths(str(tmp_path), "INC-NONE"), 1)
+    assert not (tmp_path / "INC-NONE").exists()
