@@ -345,6 +345,9 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_start(self, host, task) -> None:
         self.started[(host.get_name(), task._uuid)] = time.monotonic()
+        if self.router is not None:
+            module = getattr(task, "resolved_action", None) or task.action
+            self._write_all(self.router.task_starting(module, str(task.args.get("method") or "GET").upper()))
 
     def v2_runner_on_ok(self, result) -> None:
         self._task_line(result, "changed" if _result_of(result).get("changed") else "ok")

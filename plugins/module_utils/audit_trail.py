@@ -8,8 +8,9 @@
 - Any other line is filed under every incident the run has named so far, so each incident's trail is
   complete on its own.
 - Until the run has named an incident, lines are held. They are written as soon as an incident is named
-  (under it), or as soon as the run does something that can change a server - a module that is not
-  known to be read-only, or any result reported changed: then under the incident the extra vars name
+  (under it), or as soon as the run is about to do something that can change a server - a task whose
+  module is not known to be read-only starts, or a result is reported changed: then under the incident the
+  extra vars name
   (``incident_id``, ``awx_job_id``), else in the run-level trail ``<incident dir>/unattributed/audit.jsonl``.
 - A run that ends having named no incident and changed nothing (it only read, or refused its inputs)
   leaves no file, unless asked to record such runs too.
@@ -204,6 +205,16 @@ class TrailRouter:
             return []
         held, self.held = self.held, []
         return [(self.known[incident], dict(line, incident_id=incident)) for line in held for incident in new]
+
+    def task_starting(self, module: str, method: Optional[str] = None) -> List[Write]:
+        """A task is about to run: when it can change a server, the held lines are written now, so the
+        trail exists before the change starts (a run killed during pg_rewind still leaves one)."""
+        if self.acting or not can_change_servers({"event": "task", "module": module, "method": method}):
+            return []
+        self.acting = True
+        if self.known or self.audit_file or not self.held:
+            return []
+        return self._release_to_run_target()
 
     def file(self, line: Mapping[str, Any], incident: Optional[str] = None) -> List[Write]:
         """Where one line goes now: [(path, line as written)]; [] while it is held."""

@@ -191,3 +191,18 @@ def test_held_lines_do_not_grow_without_bound():
     for number in range(audit_trail.MAX_HELD_LINES + 1):
         writes += router.file(task(f"read {number}"))
     assert len(writes) == audit_trail.MAX_HELD_LINES + 1 and router.held == []
+
+
+def test_the_trail_is_written_before_a_task_that_can_change_a_server_starts():
+    router = TrailRouter("/srv/incidents")
+    router.file({"event": "playbook_start", "incident_id": None})
+    assert router.task_starting("ansible.builtin.debug") == []
+    assert router.task_starting("ansible.builtin.uri", "GET") == []
+    writes = router.task_starting("penguinmails.dbops.pg_rejoin")
+    assert [(path, line["event"]) for path, line in writes] == [
+        ("/srv/incidents/unattributed/audit.jsonl", "playbook_start")
+    ]
+    assert router.task_starting("penguinmails.dbops.pg_fence") == []  # already writing
+    assert router.file(task("Rejoin", "penguinmails.dbops.pg_rejoin", status="failed"))[0][0].endswith(
+        "unattributed/audit.jsonl"
+    )
