@@ -4,7 +4,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import contextlib
+from typing import Any, Dict, Iterator, Optional
+
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    ConnectionParams,
+    close_quietly,
+    connect,
+)
 
 
 class ActionFailed(Exception):
@@ -16,3 +23,13 @@ class ActionFailed(Exception):
     def __init__(self, message: str, result: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.result: Dict[str, Any] = dict(result or {})
+
+
+@contextlib.contextmanager
+def connected(params: ConnectionParams) -> Iterator[Any]:
+    """A connection (autocommit, statements bounded by query_timeout), closed whatever happens."""
+    conn = connect(params)
+    try:
+        yield conn
+    finally:
+        close_quietly(conn)

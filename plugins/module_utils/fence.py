@@ -20,8 +20,9 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.safe_files import Directory
 
 DEAD_STATES = ("Z", "X", "x")
@@ -233,3 +234,55 @@ def write_standby_signal(data_dir: str) -> str:
     with Directory(data_dir) as directory:
         directory.create_empty(STANDBY_SIGNAL)
     return "wrote %s" % os.path.join(data_dir, STANDBY_SIGNAL)
+
+
+def state_for_diff(data_dir: str, running: bool) -> str:
+    signal_present = standby_signal_present(data_dir)
+    return "running: %s\nstandby.signal: %s\n" % ("yes" if running else "no", "present" if signal_present else "absent")
+
+
+def plan_result(plan: FencePlan) -> Dict[str, Any]:
+    result: Dict[str, Any] = {
+        "changed": plan.changes_anything,
+        "was_running": plan.running,
+        "hung": plan.hung,
+        "method": plan.method,
+        "postmaster_pid": plan.postmaster_pid,
+        "processes": sorted(plan.processes),
+        "actions": describe_plan(plan),
+        "fenced": not plan.changes_anything,
+    }
+    if not plan.running:
+        result["msg"] = nothing_to_signal(plan)
+    return result
+
+
+def fence(
+    data_dir: str, method: str, standby_signal: bool, stop_timeout: float, check_mode: bool = False
+) -> Dict[str, Any]:
+    """Plan, then (unless check mode) stop the server and write standby.signal; pg_fence's result.
+
+    Raises ActionFailed when the fence is refused (a link in the data directory) or fails.
+    """
+    try:
+        plan = plan_fence(data_dir, method, standby_signal)
+    except OSError as error:
+        raise ActionFailed("fencing %s refused: %s" % (data_dir, error), {"fenced": False, "actions": []}) from None
+    result = plan_result(plan)
+    before = state_for_diff(data_dir, plan.running)
+    if check_mode or not plan.changes_anything:
+        if plan.changes_anything:
+            result["diff"] = {"before": before, "after": "running: no\nstandby.signal: present\n"}
+        return result
+    try:
+        actions = stop_processes(plan, stop_timeout)
+        if plan.write_standby_signal:
+            actions.append(write_standby_signal(data_dir))
+    except (OSError, RuntimeError) as error:
+        raise ActionFailed("fencing %s failed: %s" % (data_dir, error), result) from None
+    result["actions"] = actions
+    result["fenced"] = not server_processes(data_dir)
+    result["diff"] = {"before": before, "after": state_for_diff(data_dir, not result["fenced"])}
+    if not result["fenced"]:
+        raise ActionFailed("processes of %s are still alive after fencing" % data_dir, result)
+    return result

@@ -12,13 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional
 
-from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
     ConnectionParams,
     StatementRunner,
-    close_quietly,
-    connect,
     execute,
 )
 
@@ -120,22 +118,22 @@ class Promotion:
         self.apply_sync_names(conn)
 
     def run(self) -> Dict[str, Any]:
-        conn = None
         try:
-            conn = connect(self.params)
-            if self.in_recovery(conn):
-                self.promote(conn)
-            else:
-                self.result.update(promoted=True, state="already_primary")
-                self.apply_sync_names(conn)
-                self.result["changed"] = bool(self.runner.executed)
-            if self.result["promoted"]:
-                self.result["timeline_id"] = execute(conn, self.params, TIMELINE).fetchone()[0]
+            with connected(self.params) as conn:
+                self.promote_once(conn)
         except ConnectionFailure as failure:
             if self.result["promoted"]:
                 message = "%s is promoted, but a statement after it failed: %s" % (self.params.endpoint, failure)
                 raise ActionFailed(message, self.result) from None
             raise ActionFailed(str(failure), self.result) from None
-        finally:
-            close_quietly(conn)
         return self.result
+
+    def promote_once(self, conn: Any) -> None:
+        if self.in_recovery(conn):
+            self.promote(conn)
+        else:
+            self.result.update(promoted=True, state="already_primary")
+            self.apply_sync_names(conn)
+            self.result["changed"] = bool(self.runner.executed)
+        if self.result["promoted"]:
+            self.result["timeline_id"] = execute(conn, self.params, TIMELINE).fetchone()[0]

@@ -14,7 +14,7 @@ import pwd
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import (
     PID_FILE,
     is_alive,
@@ -25,8 +25,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     ConnectionFailure,
     ConnectionParams,
     StatementRunner,
-    close_quietly,
-    connect,
     execute,
     require_primary,
 )
@@ -287,17 +285,14 @@ class Rejoin:
 
     def run(self) -> Dict[str, Any]:
         """The whole rejoin; returns the module result or raises ActionFailed."""
-        conn = None
         try:
-            conn = connect(self.params)
-            require_primary(conn, self.params)
-            self.act(conn)
+            with connected(self.params) as conn:
+                require_primary(conn, self.params)
+                self.act(conn)
         except ConnectionFailure as failure:
             raise self.fail(str(failure)) from None
         except (OSError, ValueError) as error:
             raise self.fail("rejoining %s: %s" % (self.data_dir, error)) from None
-        finally:
-            close_quietly(conn)
         return self.result
 
     def act(self, conn: Any) -> None:

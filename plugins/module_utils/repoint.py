@@ -14,14 +14,12 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import _CONSOLE_NAME, AdminConsole
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
     ConnectionParams,
     StatementRunner,
-    close_quietly,
-    connect,
     execute,
     require_primary,
 )
@@ -370,8 +368,7 @@ class Follower:
             self.options.get("primary_login_host") or self.options["primary_host"],
             self.options.get("primary_login_port") or self.options["primary_port"],
         )
-        conn = connect(params)
-        try:
+        with connected(params) as conn:
             # In check mode the candidate has not been promoted yet: plan against it as it is.
             if not self.check_mode:
                 require_primary(conn, params)
@@ -379,14 +376,11 @@ class Follower:
                 if not execute(conn, params, SLOT_EXISTS, (name,)).fetchone():
                     self.runner.run(conn, params, CREATE_SLOT, (name,), label=True)
                     self.slots_created.append(name)
-        finally:
-            close_quietly(conn)
 
     def follow(self, standby: Dict[str, Any]) -> None:
         params = self.params_for(standby["login_host"], standby["login_port"])
         slot = slot_name_for(standby["name"])
-        conn = connect(params)
-        try:
+        with connected(params) as conn:
             conninfo, slot_now, target_timeline, recovering, paused = execute(conn, params, CURRENT).fetchone()
             check_followable(standby["name"], params, recovering, target_timeline)
             wanted = follow_conninfo(conninfo, self.options["primary_host"], self.options["primary_port"], slot)
@@ -404,8 +398,6 @@ class Follower:
                 self.runner.run(conn, params, RESUME, label=True)
                 state.update(changed=True, replay_paused=False, replay_resumed=True)
             self.standbys[standby["name"]] = state
-        finally:
-            close_quietly(conn)
 
     def conninfo_lines(self, key: str) -> str:
         return "".join("%s: %s\n" % (name, state[key]) for name, state in self.standbys.items())

@@ -123,20 +123,8 @@ actions:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import (
-    describe_plan,
-    nothing_to_signal,
-    plan_fence,
-    server_processes,
-    standby_signal_present,
-    stop_processes,
-    write_standby_signal,
-)
-
-
-def state_for_diff(data_dir: str, running: bool) -> str:
-    signal_present = standby_signal_present(data_dir)
-    return "running: %s\nstandby.signal: %s\n" % ("yes" if running else "no", "present" if signal_present else "absent")
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import fence
 
 
 def main() -> None:
@@ -154,40 +142,16 @@ def main() -> None:
         module.fail_json(
             msg="%s is not a PostgreSQL data directory (no PG_VERSION); check data_dir for this host" % data_dir
         )
-
     try:
-        plan = plan_fence(data_dir, module.params["method"], module.params["standby_signal"])
-    except OSError as error:
-        module.fail_json(msg="fencing %s refused: %s" % (data_dir, error), fenced=False, actions=[])
-    result = {
-        "changed": plan.changes_anything,
-        "was_running": plan.running,
-        "hung": plan.hung,
-        "method": plan.method,
-        "postmaster_pid": plan.postmaster_pid,
-        "processes": sorted(plan.processes),
-        "actions": describe_plan(plan),
-        "fenced": not plan.changes_anything,
-    }
-    if not plan.running:
-        result["msg"] = nothing_to_signal(plan)
-    before = state_for_diff(data_dir, plan.running)
-    if module.check_mode or not plan.changes_anything:
-        if plan.changes_anything:
-            result["diff"] = {"before": before, "after": "running: no\nstandby.signal: present\n"}
-        module.exit_json(**result)
-
-    try:
-        actions = stop_processes(plan, module.params["stop_timeout"])
-        if plan.write_standby_signal:
-            actions.append(write_standby_signal(data_dir))
-    except (OSError, RuntimeError) as error:
-        module.fail_json(msg="fencing %s failed: %s" % (data_dir, error), **result)
-    result["actions"] = actions
-    result["fenced"] = not server_processes(data_dir)
-    result["diff"] = {"before": before, "after": state_for_diff(data_dir, not result["fenced"])}
-    if not result["fenced"]:
-        module.fail_json(msg="processes of %s are still alive after fencing" % data_dir, **result)
+        result = fence(
+            data_dir,
+            module.params["method"],
+            module.params["standby_signal"],
+            module.params["stop_timeout"],
+            module.check_mode,
+        )
+    except ActionFailed as failure:
+        module.fail_json(msg=str(failure), **failure.result)
     module.exit_json(**result)
 
 

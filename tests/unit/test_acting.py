@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
-from ansible_collections.penguinmails.dbops.plugins.module_utils import promote, repoint
+from ansible_collections.penguinmails.dbops.plugins.module_utils import acting, promote, repoint
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionFailure, ConnectionParams
 
@@ -46,7 +46,7 @@ PARAMS = ConnectionParams(host="10.0.0.2", port=5433, query_timeout=1.0, connect
 
 def promotion(monkeypatch, answers, check_mode=False, sync_names=None, wait_seconds=30):
     connection = FakeConnection(answers)
-    monkeypatch.setattr(promote, "connect", lambda params: connection)
+    monkeypatch.setattr(acting, "connect", lambda params: connection)
     ticks = iter(range(1000))
     flow = promote.Promotion(
         PARAMS, wait_seconds, 2.0, sync_names, check_mode, clock=lambda: next(ticks) * 0.5, sleep=lambda s: None
@@ -262,7 +262,7 @@ def follower_servers(paused=False, conninfo="host=10.0.0.1 port=5432 user=rep pa
 
 
 def follow(monkeypatch, servers, check_mode=False):
-    monkeypatch.setattr(repoint, "connect", servers.connect)
+    monkeypatch.setattr(acting, "connect", servers.connect)
     options = {"primary_host": "10.0.0.2", "primary_port": 5433, "resume_replay": True}
     return repoint.Follower(PARAMS, options, check_mode).run(
         [{"name": "db-3", "login_host": "10.0.0.3", "login_port": 5434}], create_slots=True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from ansible_collections.penguinmails.dbops.plugins.module_utils import rejoin
+from ansible_collections.penguinmails.dbops.plugins.module_utils import acting, rejoin
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
 from ansible_collections.penguinmails.dbops.plugins.module_utils.safe_files import LinkRefused
@@ -159,7 +159,7 @@ def make_rejoin(monkeypatch, data_dir, rewind_rc=0, check_mode=False, **options)
             return rewind_rc, "pg_rewind: Done!\n", ""
         return 0, "", ""
 
-    monkeypatch.setattr(rejoin, "connect", lambda params: connection)
+    monkeypatch.setattr(acting, "connect", lambda params: connection)
     params = ConnectionParams(host="10.0.0.2", port=5433, user="admin user", password="s3cret")
     defaults = {
         "data_dir": str(data_dir),
