@@ -113,7 +113,7 @@ def quote_db_value(key: str, value: str) -> str:
 
 def parse_db_value(value: str) -> List[Tuple[str, str]]:
     """'host=a port=1 dbname=x' -> ordered pairs, values as written (PgBouncer's [databases] syntax)."""
-    return [(key, raw) for key, raw in _DB_PAIR.findall(value)]
+    return list(_DB_PAIR.findall(value))
 
 
 def render_db_value(pairs: List[Tuple[str, str]]) -> str:

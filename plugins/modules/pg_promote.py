@@ -14,6 +14,9 @@ description:
   - A promotion that does not finish within O(wait_seconds) is not rolled back (a promotion
     cannot be undone safely); the module polls until O(promote_timeout) and then fails with
     state C(unknown), so a person looks before anything else happens.
+  - Every statement has O(query_timeout) as its deadline except the C(pg_promote) call itself, which
+    waits on the server for up to O(wait_seconds) and gets that long plus 5 seconds, so a hung server
+    costs O(query_timeout), not the promote wait.
   - Fencing the old primary is the caller's job and must happen first (M(penguinmails.dbops.pg_fence)).
   - In check mode it reports the statement it would run and executes nothing.
 author:

@@ -23,7 +23,13 @@ description:
   - When PgBouncer does not accept the admin connection (stopped, or crashed after C(KILL)), O(state=present)
     still rewrites the entry in the ini file, so PgBouncer serves the new server once it is started, and
     fails saying so. It never starts PgBouncer itself.
-  - Idempotent. Check mode and diff mode show the entry line before and after.
+  - The database name, host, port and every setting are checked against PgBouncer's ini grammar before
+    anything is written, on every path. Names are letters, digits, C(_), C(.) and C(-); a line break or
+    NUL anywhere is refused; a value with other characters (spaces, C(=), C(;), quotes) is written
+    single-quoted, as PgBouncer reads it back. No input can add a line or a setting.
+  - The ini file is replaced through a new file in its directory (owner and mode kept) and a rename; an
+    ini file or directory that is a symbolic link is refused.
+  - Idempotent. Check mode and diff mode show the entry line before and after, with C(password=) masked.
 author:
   - PenguinMails Database Operations (@penguinmails)
 extends_documentation_fragment:
@@ -87,12 +93,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 entry_before:
-  description: The entry line before the change; null when it did not exist or with O(state=held).
+  description: The entry line before the change, secrets masked; null when it did not exist or with O(state=held).
   returned: always
   type: str
   sample: penguinmails_oltp = host=127.0.0.1 port=5432 dbname=penguinmails_oltp pool_size=50
 entry_after:
-  description: The entry line after the change; null with O(state=held).
+  description: The entry line after the change, secrets masked; null with O(state=held).
   returned: always
   type: str
   sample: penguinmails_oltp = host=127.0.0.1 port=5433 dbname=penguinmails_oltp pool_size=50
