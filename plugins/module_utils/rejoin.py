@@ -102,7 +102,7 @@ def lock_names(socket_dir: str, lock_name: str) -> Optional[int]:
 def quote_setting(value: str) -> str:
     """A postgresql.conf string value; refuses characters a configuration line cannot hold."""
     if any(char in value for char in "\n\r\0"):
-        raise ValueError("refusing a setting value with a line break or NUL character: %r" % value)
+        raise ValueError("refusing a setting value with a line break or NUL character")
     return "'%s'" % value.replace("\\", "\\\\").replace("'", "''")
 
 

@@ -40,10 +40,13 @@ _LIBPQ_KEY = re.compile(r"^[a-z_]+$")
 _LINE_BREAKS = ("\n", "\r", "\0")
 
 
-def quote_conninfo_value(value: str) -> str:
-    """One libpq connection-string value: bare when it can be, else single-quoted with \\ escapes."""
+def quote_conninfo_value(key: str, value: str) -> str:
+    """One libpq connection-string value: bare when it can be, else single-quoted with \\ escapes.
+
+    The value may be a password: messages name the key only.
+    """
     if any(char in value for char in _LINE_BREAKS):
-        raise ValueError("refusing a connection setting value with a line break or NUL character: %r" % value)
+        raise ValueError("refusing connection setting %s: its value has a line break or NUL character" % key)
     if _LIBPQ_BARE_VALUE.match(value):
         return value
     return "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'")
@@ -54,7 +57,7 @@ def build_conninfo(settings: Dict[str, str]) -> str:
     for key in settings:
         if not _LIBPQ_KEY.match(key):
             raise ValueError("refusing connection setting name %r" % key)
-    return " ".join("%s=%s" % (key, quote_conninfo_value(str(value))) for key, value in settings.items())
+    return " ".join("%s=%s" % (key, quote_conninfo_value(key, str(value))) for key, value in settings.items())
 
 
 def follow_conninfo(current: str, host: str, port: int, application_name: str) -> str:

@@ -236,3 +236,12 @@ def test_check_mode_plans_and_touches_nothing(monkeypatch, data_dir):
     assert result["changed"] is True and commands == []
     assert sorted(os.listdir(data_dir)) == before
     assert any(action.startswith("pg_rewind") for action in result["actions"])
+
+
+def test_a_refused_value_is_not_repeated_in_the_message(monkeypatch, data_dir):
+    flow, _connection, _commands = make_rejoin(
+        monkeypatch, data_dir, replication_conninfo="user=rep password='pw-8812\nx'"
+    )
+    with pytest.raises(ActionFailed) as failed:
+        flow.run()
+    assert "pw-8812" not in str(failed.value) + str(failed.value.result)
