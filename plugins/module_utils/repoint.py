@@ -23,7 +23,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     execute,
     require_primary,
 )
-from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import MASK, redact_text
 from ansible_collections.penguinmails.dbops.plugins.module_utils.replication import slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.safe_files import Directory
 
@@ -33,7 +33,6 @@ except ImportError:  # pragma: no cover - reported by the modules
     parse_dsn = None
 
 SECRET_KEYS = ("password",)
-MASK = "********"
 # libpq: a value is bare up to white space, or single-quoted with \' and \\ escaped.
 _LIBPQ_BARE_VALUE = re.compile(r"^[^\s'\\]+$")
 _LIBPQ_KEY = re.compile(r"^[a-z_]+$")
@@ -386,21 +385,26 @@ class Follower:
         with connected(params) as conn:
             conninfo, slot_now, target_timeline, recovering, paused = execute(conn, params, CURRENT).fetchone()
             check_followable(standby["name"], params, recovering, target_timeline)
-            wanted = follow_conninfo(conninfo, self.options["primary_host"], self.options["primary_port"], slot)
-            state = {"slot": slot, "conninfo_before": mask_conninfo(conninfo), "conninfo_after": mask_conninfo(wanted)}
-            conninfo_changes = not same_conninfo(wanted, conninfo)
-            state["changed"] = conninfo_changes or slot_now != slot
-            if conninfo_changes:
-                self.runner.run(conn, params, SET_CONNINFO, (wanted,), (mask_conninfo(wanted),), label=True)
-            if slot_now != slot:
-                self.runner.run(conn, params, SET_SLOT, (slot,), label=True)
-            if state["changed"]:
-                self.runner.run(conn, params, RELOAD, label=True)
+            state = self.repoint(conn, params, conninfo, slot_now, slot)
             state["replay_paused"] = bool(paused)
             if paused and self.options["resume_replay"]:
                 self.runner.run(conn, params, RESUME, label=True)
                 state.update(changed=True, replay_paused=False, replay_resumed=True)
             self.standbys[standby["name"]] = state
+
+    def repoint(self, conn: Any, params: ConnectionParams, conninfo: str, slot_now: str, slot: str) -> Dict[str, Any]:
+        """primary_conninfo and primary_slot_name at the primary, and a reload, where they differ."""
+        wanted = follow_conninfo(conninfo, self.options["primary_host"], self.options["primary_port"], slot)
+        state = {"slot": slot, "conninfo_before": mask_conninfo(conninfo), "conninfo_after": mask_conninfo(wanted)}
+        conninfo_changes = not same_conninfo(wanted, conninfo)
+        state["changed"] = conninfo_changes or slot_now != slot
+        if conninfo_changes:
+            self.runner.run(conn, params, SET_CONNINFO, (wanted,), (mask_conninfo(wanted),), label=True)
+        if slot_now != slot:
+            self.runner.run(conn, params, SET_SLOT, (slot,), label=True)
+        if state["changed"]:
+            self.runner.run(conn, params, RELOAD, label=True)
+        return state
 
     def conninfo_lines(self, key: str) -> str:
         return "".join("%s: %s\n" % (name, state[key]) for name, state in self.standbys.items())
