@@ -22,8 +22,9 @@ description:
     until it streams.
   - Runs as root, it reads and writes files of the data directory (owned by the server's user) without
     following links - descriptors opened with C(O_NOFOLLOW), new files with C(O_EXCL), owner set with
-    C(fchown), replacements written to a new file and renamed - and refuses a link in the place of
-    C(standby.signal), C(postgresql.auto.conf) or a kept configuration file, or a data directory that is a link.
+    C(fchown), replacements written to a new file and renamed. A link in the place of C(postgresql.auto.conf),
+    a kept configuration file or a new C(standby.signal), or a data directory that is a link, is refused; a
+    leftover signal file that is a link is removed, never followed.
   - Connection strings (for pg_rewind, pg_basebackup and C(primary_conninfo)) are quoted as libpq reads
     them, so a value cannot add a setting; a value with a line break or NUL is refused.
   - Idempotent, a member already streaming from the primary is C(changed=false). Check mode reports
