@@ -10,12 +10,17 @@ short_description: Fence a PostgreSQL server on its own host so it can never acc
 version_added: 0.1.0
 description:
   - Runs on the host of the server to fence (use C(delegate_to) the old primary's host).
-  - Stops every process of the server found by data directory, including orphaned backends of a
-    postmaster that was already killed. A running server gets a fast shutdown (SIGINT) and is
-    killed after O(stop_timeout); a hung server (any of its processes stopped, e.g. SIGSTOP) or
-    O(method=kill) is killed outright, because a hung postmaster never answers a shutdown request.
+  - Stops the server's processes, and only them - the postmaster named by C(postmaster.pid) (checked in
+    C(/proc) to be a postgres process of the data directory's owner working in that directory) and its
+    children, or, when that postmaster is already dead, its orphaned backends (postgres processes of the
+    owner still working in the data directory). Another process in the data directory (an operator's
+    shell) is never signalled; with no C(postmaster.pid) nothing is signalled and RV(msg) says so.
+  - A running server gets a fast shutdown (SIGINT) and is killed after O(stop_timeout); a hung server
+    (any of its processes stopped, e.g. SIGSTOP), orphaned backends or O(method=kill) are killed
+    outright, because a hung postmaster never answers a shutdown request.
   - Then writes C(standby.signal) into the data directory, so a restart by anyone (an init system,
-    an operator) brings the server back read-only instead of as a second primary.
+    an operator) brings the server back read-only instead of as a second primary. It is created
+    without following links; a link in its place (or a data directory that is a link) is refused.
   - Judges "running" from C(/proc) process states, not from C(postmaster.pid) or C(kill -0), because a
     killed postmaster can linger as a zombie.
   - Idempotent. In check mode it reports the plan (processes, signals, files) and changes nothing.
@@ -102,6 +107,11 @@ processes:
   type: list
   elements: int
   sample: [43121, 43122, 43123]
+msg:
+  description: Why nothing is signalled, when no process of the server is running.
+  returned: when nothing is running
+  type: str
+  sample: "no postmaster.pid in /srv/pg/data and no server process: nothing to signal"
 actions:
   description: What was done (or, in check mode, would be done).
   returned: always
@@ -113,19 +123,8 @@ actions:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import (
-    STANDBY_SIGNAL,
-    describe_plan,
-    plan_fence,
-    processes_in,
-    stop_processes,
-    write_standby_signal,
-)
-
-
-def state_for_diff(data_dir: str, running: bool) -> str:
-    signal_present = os.path.exists(os.path.join(data_dir, STANDBY_SIGNAL))
-    return "running: %s\nstandby.signal: %s\n" % ("yes" if running else "no", "present" if signal_present else "absent")
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import fence
 
 
 def main() -> None:
@@ -143,35 +142,16 @@ def main() -> None:
         module.fail_json(
             msg="%s is not a PostgreSQL data directory (no PG_VERSION); check data_dir for this host" % data_dir
         )
-
-    plan = plan_fence(data_dir, module.params["method"], module.params["standby_signal"])
-    result = {
-        "changed": plan.changes_anything,
-        "was_running": plan.running,
-        "hung": plan.hung,
-        "method": plan.method,
-        "postmaster_pid": plan.postmaster_pid,
-        "processes": sorted(plan.processes),
-        "actions": describe_plan(plan),
-        "fenced": not plan.changes_anything,
-    }
-    before = state_for_diff(data_dir, plan.running)
-    if module.check_mode or not plan.changes_anything:
-        if plan.changes_anything:
-            result["diff"] = {"before": before, "after": "running: no\nstandby.signal: present\n"}
-        module.exit_json(**result)
-
     try:
-        actions = stop_processes(plan, module.params["stop_timeout"])
-        if plan.write_standby_signal:
-            actions.append(write_standby_signal(data_dir))
-    except (OSError, RuntimeError) as error:
-        module.fail_json(msg="fencing %s failed: %s" % (data_dir, error), **result)
-    result["actions"] = actions
-    result["fenced"] = not processes_in(data_dir)
-    result["diff"] = {"before": before, "after": state_for_diff(data_dir, not result["fenced"])}
-    if not result["fenced"]:
-        module.fail_json(msg="processes of %s are still alive after fencing" % data_dir, **result)
+        result = fence(
+            data_dir,
+            module.params["method"],
+            module.params["standby_signal"],
+            module.params["stop_timeout"],
+            module.check_mode,
+        )
+    except ActionFailed as failure:
+        module.fail_json(msg=str(failure), **failure.result)
     module.exit_json(**result)
 
 

@@ -14,6 +14,9 @@ description:
   - A promotion that does not finish within O(wait_seconds) is not rolled back (a promotion
     cannot be undone safely); the module polls until O(promote_timeout) and then fails with
     state C(unknown), so a person looks before anything else happens.
+  - Every statement has O(query_timeout) as its deadline except the C(pg_promote) call itself, which
+    waits on the server for up to O(wait_seconds) and gets that long plus 5 seconds, so a hung server
+    costs O(query_timeout), not the promote wait.
   - Fencing the old primary is the caller's job and must happen first (M(penguinmails.dbops.pg_fence)).
   - In check mode it reports the statement it would run and executes nothing.
 author:
@@ -87,50 +90,14 @@ executed_queries:
   sample: ["SELECT pg_promote(true, 30)"]
 """
 
-import dataclasses
-import time
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
     ConnectionParams,
-    close_quietly,
-    connect,
     connection_argument_spec,
     ensure_psycopg2,
-    execute,
-    statement_text,
 )
-
-PROMOTE = "SELECT pg_promote(true, %s)"
-IN_RECOVERY = "SELECT pg_is_in_recovery()"
-TIMELINE = "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-SET_SYNC_NAMES = "ALTER SYSTEM SET synchronous_standby_names = %s"
-RELOAD = "SELECT pg_reload_conf()"
-
-
-def in_recovery(conn, params) -> bool:
-    return bool(execute(conn, params, IN_RECOVERY).fetchone()[0])
-
-
-def poll_until_primary(conn, params, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not in_recovery(conn, params):
-            return True
-        time.sleep(0.1)
-    return not in_recovery(conn, params)
-
-
-def apply_sync_names(conn, params, wanted, executed) -> None:
-    if wanted is None:
-        return
-    current = execute(conn, params, "SHOW synchronous_standby_names").fetchone()[0]
-    if current == wanted:
-        return
-    execute(conn, params, SET_SYNC_NAMES, (wanted,))
-    execute(conn, params, RELOAD)
-    executed.extend([statement_text(conn, SET_SYNC_NAMES, (wanted,)), RELOAD])
+from ansible_collections.penguinmails.dbops.plugins.module_utils.promote import Promotion
 
 
 def main() -> None:
@@ -142,52 +109,17 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
-
-    wait_seconds = module.params["wait_seconds"]
-    base = ConnectionParams.from_module_params(module.params)
-    # pg_promote blocks for up to wait_seconds: give that statement room beyond it.
-    params = dataclasses.replace(base, query_timeout=max(base.query_timeout, wait_seconds + 5.0))
-    promote_text = PROMOTE % wait_seconds
-    result = {"changed": False, "promoted": False, "state": "unknown", "executed_queries": []}
-    conn = None
+    promotion = Promotion(
+        ConnectionParams.from_module_params(module.params),
+        module.params["wait_seconds"],
+        module.params["promote_timeout"],
+        module.params["synchronous_standby_names"],
+        module.check_mode,
+    )
     try:
-        conn = connect(params)
-        if not in_recovery(conn, params):
-            result.update(promoted=True, state="already_primary")
-            apply_sync_names(conn, params, module.params["synchronous_standby_names"], result["executed_queries"])
-            result["changed"] = bool(result["executed_queries"])
-        elif module.check_mode:
-            planned = [promote_text]
-            if module.params["synchronous_standby_names"] is not None:
-                wanted = module.params["synchronous_standby_names"]
-                planned.extend([statement_text(conn, SET_SYNC_NAMES, (wanted,)), RELOAD])
-            result.update(changed=True, state="would_promote", executed_queries=planned)
-        else:
-            started = time.monotonic()
-            finished = execute(conn, params, PROMOTE, (wait_seconds,)).fetchone()[0]
-            result["executed_queries"].append(promote_text)
-            result["changed"] = True
-            if not finished:
-                finished = poll_until_primary(conn, params, module.params["promote_timeout"])
-            result["promote_seconds"] = round(time.monotonic() - started, 3)
-            if not finished:
-                module.fail_json(
-                    msg="promotion of %s was requested but the server is still in recovery after %.0f s; "
-                    "state unknown, not rolling back: check the server log before retrying"
-                    % (params.endpoint, module.params["promote_timeout"] + wait_seconds),
-                    **result,
-                )
-            result.update(promoted=True, state="promoted")
-            apply_sync_names(conn, params, module.params["synchronous_standby_names"], result["executed_queries"])
-        if result["promoted"]:
-            result["timeline_id"] = execute(conn, params, TIMELINE).fetchone()[0]
-    except ConnectionFailure as failure:
-        if result["promoted"]:
-            message = "%s is promoted, but a statement after it failed: %s" % (params.endpoint, failure)
-            module.fail_json(msg=message, **result)
-        module.fail_json(msg=str(failure), **result)
-    finally:
-        close_quietly(conn)
+        result = promotion.run()
+    except ActionFailed as failure:
+        module.fail_json(msg=str(failure), **failure.result)
     module.exit_json(**result)
 
 

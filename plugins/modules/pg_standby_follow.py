@@ -119,113 +119,15 @@ executed_queries:
   sample: ["127.0.0.1:5432: SELECT pg_create_physical_replication_slot('oltp_3', true)"]
 """
 
-import dataclasses
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec, slot_name_for
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
     ConnectionParams,
-    close_quietly,
-    connect,
     connection_argument_spec,
     ensure_psycopg2,
-    execute,
-    require_primary,
-    statement_text,
 )
-from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import (
-    follow_conninfo,
-    mask_conninfo,
-    same_conninfo,
-)
-
-SLOT_EXISTS = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
-CREATE_SLOT = "SELECT pg_create_physical_replication_slot(%s, true)"
-CURRENT = (
-    "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name'), "
-    "current_setting('recovery_target_timeline'), pg_is_in_recovery(), "
-    "CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END"
-)
-RESUME = "SELECT pg_wal_replay_resume()"
-SET_CONNINFO = "ALTER SYSTEM SET primary_conninfo = %s"
-SET_SLOT = "ALTER SYSTEM SET primary_slot_name = %s"
-RELOAD = "SELECT pg_reload_conf()"
-
-
-class Follower:
-    """Collects what is done (or planned) across the primary and the standbys."""
-
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.check_mode = module.check_mode
-        self.base = ConnectionParams.from_module_params(module.params)
-        self.executed: list = []
-        self.slots_created: list = []
-        self.standbys: dict = {}
-
-    def params_for(self, host: str, port: int) -> ConnectionParams:
-        return dataclasses.replace(self.base, host=host, port=port)
-
-    def run(self, conn, params, statement, args=None, masked_args=None):
-        """Execute (or in check mode only record) one changing statement."""
-        self.executed.append("%s: %s" % (params.endpoint, statement_text(conn, statement, masked_args or args)))
-        if not self.check_mode:
-            execute(conn, params, statement, args)
-
-    def ensure_slots(self, names: list) -> None:
-        params = self.params_for(
-            self.module.params["primary_login_host"] or self.module.params["primary_host"],
-            self.module.params["primary_login_port"] or self.module.params["primary_port"],
-        )
-        conn = connect(params)
-        try:
-            # In check mode the candidate has not been promoted yet: plan against it as it is.
-            if not self.check_mode:
-                require_primary(conn, params)
-            for name in names:
-                if not execute(conn, params, SLOT_EXISTS, (name,)).fetchone():
-                    self.run(conn, params, CREATE_SLOT, (name,))
-                    self.slots_created.append(name)
-        finally:
-            close_quietly(conn)
-
-    def follow(self, standby: dict) -> None:
-        params = self.params_for(standby["login_host"], standby["login_port"])
-        slot = slot_name_for(standby["name"])
-        conn = connect(params)
-        try:
-            conninfo, slot_now, target_timeline, recovering, paused = execute(conn, params, CURRENT).fetchone()
-            if not recovering:
-                raise ConnectionFailure(
-                    "not_standby",
-                    "%s (%s) is not in recovery; refusing to re-point a primary" % (standby["name"], params.endpoint),
-                )
-            if target_timeline != "latest":
-                raise ConnectionFailure(
-                    "timeline",
-                    "%s has recovery_target_timeline=%s; it must be 'latest' to follow a promotion"
-                    % (standby["name"], target_timeline),
-                )
-            wanted = follow_conninfo(
-                conninfo, self.module.params["primary_host"], self.module.params["primary_port"], slot
-            )
-            state = {"slot": slot, "conninfo_before": mask_conninfo(conninfo), "conninfo_after": mask_conninfo(wanted)}
-            conninfo_changes = not same_conninfo(wanted, conninfo)
-            state["changed"] = conninfo_changes or slot_now != slot
-            if conninfo_changes:
-                self.run(conn, params, SET_CONNINFO, (wanted,), (mask_conninfo(wanted),))
-            if slot_now != slot:
-                self.run(conn, params, SET_SLOT, (slot,))
-            if state["changed"]:
-                self.run(conn, params, RELOAD)
-            state["replay_paused"] = bool(paused)
-            if paused and self.module.params["resume_replay"]:
-                self.run(conn, params, RESUME)
-                state.update(changed=True, replay_paused=False, replay_resumed=True)
-            self.standbys[standby["name"]] = state
-        finally:
-            close_quietly(conn)
+from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import Follower
 
 
 def main() -> None:
@@ -247,26 +149,12 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
 
-    follower = Follower(module)
+    follower = Follower(ConnectionParams.from_module_params(module.params), module.params, module.check_mode)
     try:
-        if module.params["create_slots"]:
-            follower.ensure_slots([slot_name_for(standby["name"]) for standby in module.params["standbys"]])
-        for standby in module.params["standbys"]:
-            follower.follow(standby)
-    except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), executed_queries=follower.executed, standbys=follower.standbys)
-    changed = bool(follower.slots_created) or any(state["changed"] for state in follower.standbys.values())
-    diff = {
-        "before": "".join("%s: %s\n" % (name, state["conninfo_before"]) for name, state in follower.standbys.items()),
-        "after": "".join("%s: %s\n" % (name, state["conninfo_after"]) for name, state in follower.standbys.items()),
-    }
-    module.exit_json(
-        changed=changed,
-        standbys=follower.standbys,
-        slots_created=follower.slots_created,
-        executed_queries=follower.executed,
-        diff=diff,
-    )
+        result = follower.run(module.params["standbys"], module.params["create_slots"])
+    except ActionFailed as failure:
+        module.fail_json(msg=str(failure), **failure.result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,13 @@ description:
   - When PgBouncer does not accept the admin connection (stopped, or crashed after C(KILL)), O(state=present)
     still rewrites the entry in the ini file, so PgBouncer serves the new server once it is started, and
     fails saying so. It never starts PgBouncer itself.
-  - Idempotent. Check mode and diff mode show the entry line before and after.
+  - The database name, host, port and every setting are checked against PgBouncer's ini grammar before
+    anything is written, on every path. Names are letters, digits, C(_), C(.) and C(-); a line break or
+    NUL anywhere is refused; a value with other characters (spaces, C(=), C(;), quotes) is written
+    single-quoted, as PgBouncer reads it back. No input can add a line or a setting.
+  - The ini file is replaced through a new file in its directory (owner and mode kept) and a rename; an
+    ini file or directory that is a symbolic link is refused.
+  - Idempotent. Check mode and diff mode show the entry line before and after, with C(password=) masked.
 author:
   - PenguinMails Database Operations (@penguinmails)
 extends_documentation_fragment:
@@ -87,12 +93,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 entry_before:
-  description: The entry line before the change; null when it did not exist or with O(state=held).
+  description: The entry line before the change, secrets masked; null when it did not exist or with O(state=held).
   returned: always
   type: str
   sample: penguinmails_oltp = host=127.0.0.1 port=5432 dbname=penguinmails_oltp pool_size=50
 entry_after:
-  description: The entry line after the change; null with O(state=held).
+  description: The entry line after the change, secrets masked; null with O(state=held).
   returned: always
   type: str
   sample: penguinmails_oltp = host=127.0.0.1 port=5433 dbname=penguinmails_oltp pool_size=50
@@ -104,120 +110,11 @@ actions:
   sample: ["rewrote /etc/pgbouncer/pgbouncer.ini", "RELOAD", "RESUME \"penguinmails_oltp\""]
 """
 
-import dataclasses
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
-    AdminConsole,
-    admin_params,
-    pgbouncer_argument_spec,
-)
-from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
-    ensure_psycopg2,
-)
-from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import update_database_entry
-
-
-def database_row(console: AdminConsole, name: str):
-    for row in console.show("DATABASES"):
-        if row.get("name") == name:
-            return row
-    return None
-
-
-def is_paused(row) -> bool:
-    return bool(row) and str(row.get("paused", "0")) not in ("0", "", "None")
-
-
-def write_atomically(module: AnsibleModule, path: str, text: str) -> None:
-    """Replace the file in one rename, keeping owner and mode (PgBouncer must still read it)."""
-    fd, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".dbops-")
-    with os.fdopen(fd, "w") as temp_file:
-        temp_file.write(text)
-    module.atomic_move(temp_path, path)
-
-
-def hold(module: AnsibleModule, console: AdminConsole, result: dict) -> None:
-    name = module.params["name"]
-    row = database_row(console, name)
-    if row is None:
-        module.fail_json(msg="PgBouncer at %s has no database %s" % (console.params.endpoint, name), **result)
-    if is_paused(row):
-        return
-    result["changed"] = True
-    if module.check_mode:
-        result["actions"].append('PAUSE "%s"' % name)
-        return
-    pausing = dataclasses.replace(console.params, query_timeout=module.params["pause_timeout"])
-    try:
-        with AdminConsole(pausing) as pause_console:
-            pause_console.command("PAUSE", name)
-        result["actions"].append('PAUSE "%s"' % name)
-    except ConnectionFailure as failure:
-        if failure.kind != "timeout":
-            raise
-        result["actions"].append(
-            'PAUSE "%s" (server connections still open after %s s)' % (name, pausing.query_timeout)
-        )
-        console.command("KILL", name)
-        result["actions"].append('KILL "%s"' % name)
-
-
-def plan_entry(module: AnsibleModule, result: dict):
-    """The ini text with the entry pointed where wanted; records before/after and the diff."""
-    name, path = module.params["name"], module.params["ini_path"]
-    wanted = {"host": module.params["host"], "port": str(module.params["port"])}
-    wanted.update({key: str(value) for key, value in module.params["settings"].items()})
-    with open(path) as ini_file:
-        text = ini_file.read()
-    new_text, before, after = update_database_entry(text, name, wanted)
-    result.update(entry_before=before, entry_after=after)
-    if new_text == text:
-        return None
-    result["diff"] = {
-        "before": (before or "") + "\n",
-        "after": after + "\n",
-        "before_header": path,
-        "after_header": path,
-    }
-    return new_text
-
-
-def point(module: AnsibleModule, console: AdminConsole, result: dict) -> None:
-    name, path = module.params["name"], module.params["ini_path"]
-    new_text = plan_entry(module, result)
-    paused = is_paused(database_row(console, name))
-    if new_text is not None:
-        result["actions"].extend(["rewrote %s" % path, "RELOAD"])
-    if paused:
-        result["actions"].append('RESUME "%s"' % name)
-    result["changed"] = new_text is not None or paused
-    if module.check_mode:
-        return
-    if new_text is not None:
-        write_atomically(module, path, new_text)
-        console.command("RELOAD")
-    if paused:
-        console.command("RESUME", name)
-
-
-def point_file_only(module: AnsibleModule, result: dict, failure: ConnectionFailure) -> None:
-    """PgBouncer does not answer: still point the ini file, so it serves the right server once started."""
-    path = module.params["ini_path"]
-    new_text = plan_entry(module, result)
-    if new_text is not None:
-        result["actions"].append("rewrote %s" % path)
-        result["changed"] = True
-        if not module.check_mode:
-            write_atomically(module, path, new_text)
-    module.fail_json(
-        msg="%s; %s now points %s at %s:%s, so PgBouncer serves it once started (check why it is not running)"
-        % (failure, path, module.params["name"], module.params["host"], module.params["port"]),
-        **result,
-    )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import admin_params, pgbouncer_argument_spec
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ensure_psycopg2
+from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import PgBouncerEntry
 
 
 def main() -> None:
@@ -237,20 +134,11 @@ def main() -> None:
         required_if=[("state", "present", ("ini_path", "host", "port"))],
     )
     ensure_psycopg2(module)
-
-    result = {"changed": False, "entry_before": None, "entry_after": None, "actions": []}
+    entry = PgBouncerEntry(module.params, module.check_mode)
     try:
-        with AdminConsole(admin_params(module.params)) as console:
-            if module.params["state"] == "held":
-                hold(module, console, result)
-            else:
-                point(module, console, result)
-    except ConnectionFailure as failure:
-        if module.params["state"] == "present" and not result["actions"]:
-            point_file_only(module, result, failure)
-        module.fail_json(msg=str(failure), **result)
-    except (OSError, ValueError) as error:
-        module.fail_json(msg="PgBouncer entry %s: %s" % (module.params["name"], error), **result)
+        result = entry.run(admin_params(module.params), module.params["state"])
+    except ActionFailed as failure:
+        module.fail_json(msg=str(failure), **failure.result)
     module.exit_json(**result)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from diag_support import run_module
 
 INI = """[databases]
@@ -76,3 +77,45 @@ def test_hold_fails_with_the_connection_error(tmp_path):
     assert result["failed"] is True
     assert "refused" in result["msg"] and "now points" not in result["msg"]
     assert (tmp_path / "pgbouncer.ini").read_text() == INI
+
+
+def test_repoint_in_check_mode_says_it_would(tmp_path):
+    result = run_module("pgbouncer_database", args(tmp_path), check_mode=True)
+    assert "would point penguinmails_oltp at 127.0.0.1:5402" in result["msg"]
+    assert "now points" not in result["msg"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"host": "127.0.0.1\n[pgbouncer]\nauth_type = trust"},
+        {"host": "127.0.0.1\rauth_type = trust"},
+        {"name": "penguinmails_oltp\nauth_type = trust"},
+        {"settings": {"pool_size": "5\n[pgbouncer]\nauth_type = trust"}},
+        {"settings": {"auth_type = trust\npool_size": "5"}},
+    ],
+)
+def test_an_injected_line_is_refused_while_pgbouncer_is_down(tmp_path, change):
+    result = run_module("pgbouncer_database", args(tmp_path) | change)
+    assert result["failed"] is True
+    assert "refusing" in result["msg"]
+    assert result["changed"] is False and result["actions"] == []
+    assert (tmp_path / "pgbouncer.ini").read_text() == INI
+
+
+def test_a_value_with_separators_is_quoted_not_spliced(tmp_path):
+    result = run_module(
+        "pgbouncer_database", args(tmp_path, settings={"connect_query": "SELECT 1; SET x = 'y'", "pool_size": 7})
+    )
+    assert "now points" in result["msg"]
+    text = (tmp_path / "pgbouncer.ini").read_text()
+    assert "pool_size=7 connect_query='SELECT 1; SET x = ''y'''\n" in text
+    assert len(text.splitlines()) == len(INI.splitlines())
+
+
+def test_entry_passwords_are_masked(tmp_path):
+    (tmp_path / "pgbouncer.ini").write_text(INI.replace("pool_size=20", "pool_size=20 password=ini-secret-8812"))
+    result = run_module("pgbouncer_database", args(tmp_path))
+    assert "ini-secret-8812" not in result["_stdout"]
+    assert "password=" in result["entry_before"] and "port=5402" in result["entry_after"]
+    assert "password=ini-secret-8812" in (tmp_path / "pgbouncer.ini").read_text()

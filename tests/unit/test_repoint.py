@@ -73,3 +73,99 @@ def test_same_conninfo_ignores_order_and_quoting():
 
     assert same_conninfo("host=a port=1 user=r", "user='r' port=1 host=a")
     assert not same_conninfo("host=a port=1", "host=a port=2")
+
+
+@pytest.mark.parametrize(
+    ("settings", "conninfo"),
+    [
+        ({"host": "a", "port": "1"}, "host=a port=1"),
+        ({"user": "rep sslmode=disable"}, "user='rep sslmode=disable'"),
+        ({"password": "it's"}, "password='it\\'s'"),
+        ({"passfile": "C:\\pg\\pass"}, "passfile='C:\\\\pg\\\\pass'"),
+        ({"application_name": ""}, "application_name=''"),
+    ],
+)
+def test_build_conninfo_quotes_per_libpq(settings, conninfo):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import build_conninfo
+
+    assert build_conninfo(settings) == conninfo
+    assert parse_dsn(conninfo) == settings
+
+
+@pytest.mark.parametrize(
+    "settings", [{"user": "a\nb"}, {"user": "a\rb"}, {"user": "a\0b"}, {"user x": "a"}, {"User": "a"}]
+)
+def test_build_conninfo_refuses_what_libpq_cannot_hold(settings):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import build_conninfo
+
+    with pytest.raises(ValueError, match="refusing"):
+        build_conninfo(settings)
+
+
+INJECTIONS = [
+    ("name", "penguinmails_oltp\n[pgbouncer]\nauth_type = trust"),
+    ("name", "x = host=evil\n"),
+    ("name", "[pgbouncer]"),
+    ("name", ";comment"),
+    ("name", "a b"),
+    ("name", ""),
+    ("host", "127.0.0.1\n[pgbouncer]\nauth_type = trust"),
+    ("host", "127.0.0.1\rauth_type = trust"),
+    ("host", "127.0.0.1\0"),
+    ("setting", {"pool_size": "5\nauth_type = trust"}),
+    ("setting", {"pool_size\n[pgbouncer]": "5"}),
+    ("setting", {"pool size": "5"}),
+    ("setting", {"a=b": "5"}),
+]
+
+
+@pytest.mark.parametrize(("where", "value"), INJECTIONS)
+def test_no_input_adds_a_line_or_a_section(where, value):
+    name, wanted = "penguinmails_oltp", {"host": "127.0.0.1", "port": "5402"}
+    if where == "name":
+        name = value
+    elif where == "host":
+        wanted["host"] = value
+    else:
+        wanted.update(value)
+    with pytest.raises(ValueError, match="refusing"):
+        update_database_entry(INI, name, wanted)
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("host=evil port=1", "'host=evil port=1'"),
+        ("a;b", "'a;b'"),
+        ("a#b", "'a#b'"),
+        ("a=b", "'a=b'"),
+        ("it's", "'it''s'"),
+        ("", "''"),
+        ("10.0.0.1", "10.0.0.1"),
+        ("/var/run/postgresql", "/var/run/postgresql"),
+    ],
+)
+def test_values_are_quoted_where_pgbouncer_allows_it(value, written):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import parse_db_value
+
+    text, _before, after = update_database_entry(INI, "penguinmails_oltp", {"host": value})
+    assert after.startswith("penguinmails_oltp = host=%s port=5401" % written)
+    assert len(text.splitlines()) == len(INI.splitlines())
+    assert dict(parse_db_value(after.split(" = ", 1)[1]))["host"] == written
+
+
+def test_an_existing_quoted_value_is_kept_as_it_is():
+    ini = INI.replace("pool_size=15", "connect_query='SELECT ''a b'''")
+    _text, before, after = update_database_entry(ini, "penguinmails_olap", {"port": "5411"})
+    assert before.replace("5410", "5411") == after
+
+
+def test_entry_lines_are_masked_for_output():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import masked_entry
+
+    line = "penguinmails_oltp = host=h port=1 user=app password='s3cr et' dbname=x"
+    masked = masked_entry(line)
+    assert "s3cr" not in masked
+    assert masked.startswith("penguinmails_oltp = host=h port=1 user=app password=")
+    assert masked.endswith("dbname=x")
+    assert masked_entry(None) is None
