@@ -55,10 +55,10 @@ options:
         type: path
         aliases: [ssl_rootcert]
       connect_timeout:
-        description: Seconds to wait for this server's connection, enforced on the client side.
+        description: Seconds to wait for this server's connection, enforced on the client side; from 0.1 to 3600.
         type: float
       query_timeout:
-        description: Seconds each statement to this server may take, enforced on the client side.
+        description: Seconds each statement to this server may take, enforced on the client side; from 0.1 to 3600.
         type: float
       target_session_attrs:
         description: libpq C(target_session_attrs) for this server.

@@ -23,7 +23,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    TIMEOUT_OPTIONS,
     ConnectionParams,
+    checked_timeout,
     connection_argument_spec,
 )
 
@@ -61,7 +63,7 @@ def servers_argument_spec() -> Dict[str, Dict[str, Any]]:
 
 
 def server_params(base: ConnectionParams, entry: Dict[str, Any]) -> ConnectionParams:
-    """The entry's connection options over the top-level ones."""
+    """The entry's connection options over the top-level ones; raises InvalidOption (a ValueError)."""
     changes = {}
     for option, field_name in SERVER_OVERRIDES.items():
         value = entry.get(option)
@@ -69,8 +71,8 @@ def server_params(base: ConnectionParams, entry: Dict[str, Any]) -> ConnectionPa
             continue
         if field_name == "port":
             value = int(value)
-        elif field_name in ("connect_timeout", "query_timeout"):
-            value = float(value)
+        elif option in TIMEOUT_OPTIONS:
+            value = checked_timeout("servers[%s].%s" % (entry.get("name"), option), value)
         changes[field_name] = value
     return dataclasses.replace(base, **changes)
 

@@ -46,6 +46,36 @@ APPLICATION_NAME = "penguinmails.dbops"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_QUERY_TIMEOUT = 10.0
 LIBPQ_MIN_CONNECT_TIMEOUT = 2
+# Every deadline an operator may set: long enough to mean something, short enough that a
+# hung server cannot hold a playbook for hours (and finite, so arithmetic on it is safe).
+MIN_TIMEOUT_SECONDS = 0.1
+MAX_TIMEOUT_SECONDS = 3600.0
+TIMEOUT_OPTIONS = ("connect_timeout", "query_timeout")
+
+
+class InvalidOption(ValueError):
+    """A module option outside its allowed range; str() names the option and the range."""
+
+
+def checked_timeout(option: str, value: Any) -> float:
+    """The deadline `option` asks for, in seconds; InvalidOption naming the option when out of range."""
+    allowed = "%s must be a number of seconds from %s to %d" % (option, MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidOption("%s, got %r" % (allowed, value)) from None
+    if not (math.isfinite(seconds) and MIN_TIMEOUT_SECONDS <= seconds <= MAX_TIMEOUT_SECONDS):
+        raise InvalidOption("%s, got %r" % (allowed, value))
+    return seconds
+
+
+def checked_timeouts(params: Dict[str, Any]) -> Dict[str, float]:
+    """connect_timeout and query_timeout of module params, validated; the defaults where unset."""
+    defaults = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, "query_timeout": DEFAULT_QUERY_TIMEOUT}
+    return {
+        option: defaults[option] if params.get(option) is None else checked_timeout(option, params[option])
+        for option in TIMEOUT_OPTIONS
+    }
 
 
 def connection_argument_spec() -> Dict[str, Dict[str, Any]]:
@@ -96,6 +126,7 @@ class ConnectionParams:
 
     @classmethod
     def from_module_params(cls, params: Dict[str, Any]) -> ConnectionParams:
+        """Raises InvalidOption for a timeout out of range."""
         return cls(
             host=params.get("login_host") or "",
             port=int(params.get("login_port") or 5432),
@@ -105,9 +136,8 @@ class ConnectionParams:
             unix_socket=params.get("login_unix_socket") or "",
             ssl_mode=params.get("ssl_mode") or "prefer",
             ca_cert=params.get("ca_cert"),
-            connect_timeout=float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
-            query_timeout=float(params.get("query_timeout") or DEFAULT_QUERY_TIMEOUT),
             target_session_attrs=params.get("target_session_attrs") or "any",
+            **checked_timeouts(params),
         )
 
     @property
@@ -325,6 +355,15 @@ def ensure_psycopg2(module: Any) -> None:
     from ansible.module_utils.basic import missing_required_lib
 
     module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+
+
+def connection_params(module: Any, build: Any = None, options: Optional[Dict[str, Any]] = None) -> ConnectionParams:
+    """ConnectionParams built by `build` (default from_module_params) from `options` (default
+    module.params), or fail_json with the one-line InvalidOption message naming the bad option."""
+    try:
+        return (build or ConnectionParams.from_module_params)(module.params if options is None else options)
+    except InvalidOption as error:
+        module.fail_json(msg=str(error))
 
 
 def close_quietly(conn: Any) -> None:

@@ -238,6 +238,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     close_quietly,
     connect,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
     statement_text,
 )
@@ -332,7 +333,7 @@ def main() -> None:
             "wait_events, blocked, blocking or pids)" % (module.params["action"], session_filter.states or "any")
         )
 
-    params = ConnectionParams.from_module_params(module.params)
+    params = connection_params(module)
     conn = None
     try:
         conn = connect(params)

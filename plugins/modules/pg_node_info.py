@@ -229,6 +229,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info impor
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
 )
 
@@ -260,7 +261,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
 
-    base = ConnectionParams.from_module_params(module.params)
+    base = connection_params(module)
     if module.params["servers"] is not None:
         run_fleet_mode(module, base)
         return

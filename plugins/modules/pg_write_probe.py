@@ -138,10 +138,10 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import se
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
-    ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
     execute,
     quote_ident,
@@ -229,7 +229,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
 
-    params = ConnectionParams.from_module_params(module.params)
+    params = connection_params(module)
     replica_base = dataclasses.replace(
         params,
         user=module.params["replica_login_user"] or params.user,

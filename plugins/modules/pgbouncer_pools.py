@@ -303,6 +303,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     ConnectionParams,
     close_quietly,
     connect,
+    connection_params,
     ensure_psycopg2,
     execute,
     statement_text,
@@ -349,12 +350,12 @@ def metrics_params(module: AnsibleModule) -> ConnectionParams:
     options = dict(module.params["metrics_db"])
     options["connect_timeout"] = module.params["connect_timeout"]
     options["query_timeout"] = module.params["query_timeout"]
-    return ConnectionParams.from_module_params(options)
+    return connection_params(module, options=options)
 
 
 def live_pools(module: AnsibleModule, thresholds: Thresholds) -> dict:
     """PgBouncer's side: the snapshot, per-pool figures and findings; unreachable is a result."""
-    params = admin_params(module.params)
+    params = connection_params(module, admin_params)
     result = {"endpoint": params.endpoint, "reachable": False, "conn_err_msg": None, "conn_err_kind": None}
     try:
         snapshot = read_console(params)
