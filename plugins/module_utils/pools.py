@@ -17,6 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import (
+    CRITICAL,
+    OK,
+    WARNING,
+    crossed,
+    finding,
+    level,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import AdminConsole
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,
@@ -25,7 +33,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
 )
 
 ADMIN_DATABASE = "pgbouncer"
-STATUS_ORDER = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
 CONSOLE_SUBJECTS = ("POOLS", "DATABASES", "LISTS", "CONFIG", "STATS")
 # Settings worth reporting next to the pools (SHOW CONFIG has ~80 keys).
 POOL_CONFIG_KEYS = (
@@ -163,23 +170,16 @@ def summarise_pools(snapshot: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], Dic
 
 
 def grade(value: Optional[float], warning: float, critical: float) -> Tuple[str, float]:
-    """(status, the threshold that applies) for a value where higher is worse."""
-    if value is not None and value >= critical:
-        return "CRITICAL", critical
-    if value is not None and value >= warning:
-        return "WARNING", warning
-    return "OK", warning
+    """(status, the threshold that applies) for a value where higher is worse; no figure is OK."""
+    status = OK if value is None else level(value, warning, critical)
+    return status, crossed(status, warning, critical)
 
 
-def finding(
-    check: str, value: Any, status: str, threshold: Any, message: str, unit: Optional[str] = None, **where: Any
+def pool_finding(
+    check: str, status: str, value: Any, threshold: Any, message: str, unit: Optional[str] = None, **where: Any
 ) -> Dict[str, Any]:
-    """pg_health's finding shape {check, status, value, threshold, unit, subject, message}, plus pool/database."""
-    entry = {"check": check, "status": status, "value": value, "threshold": threshold, "unit": unit}
-    entry["subject"] = where.get("pool") or where.get("database")
-    entry["message"] = message
-    entry.update(where)
-    return entry
+    """A finding whose subject is its pool, else its database; pool and database are kept as keys."""
+    return finding(check, status, value, threshold, message, unit, where.get("pool") or where.get("database"), **where)
 
 
 def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str, Any]]:
@@ -188,10 +188,10 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
     findings = []
     status, threshold = grade(pool["cl_waiting"], thresholds.waiting_warning, thresholds.waiting_critical)
     findings.append(
-        finding(
+        pool_finding(
             "waiting_clients",
-            pool["cl_waiting"],
             status,
+            pool["cl_waiting"],
             threshold,
             "%s clients waiting for a server connection in pool %s" % (pool["cl_waiting"], where["pool"]),
             "clients",
@@ -200,10 +200,10 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
     )
     status, threshold = grade(pool["maxwait_seconds"], thresholds.maxwait_warning, thresholds.maxwait_critical)
     findings.append(
-        finding(
+        pool_finding(
             "maxwait",
-            pool["maxwait_seconds"],
             status,
+            pool["maxwait_seconds"],
             threshold,
             "oldest waiting client of pool %s has waited %.3f s" % (where["pool"], pool["maxwait_seconds"]),
             "s",
@@ -222,7 +222,7 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
             utilization,
             pool["reserve_pool"],
         )
-    findings.append(finding("utilization", utilization, status, threshold, message, "%", **where))
+    findings.append(pool_finding("utilization", status, utilization, threshold, message, "%", **where))
     return findings
 
 
@@ -234,10 +234,10 @@ def database_state_findings(limits: Dict[str, Dict[str, Any]]) -> List[Dict[str,
             continue
         state = "paused" if limit["paused"] else "disabled"
         findings.append(
-            finding(
+            pool_finding(
                 "database_state",
+                CRITICAL if limit["disabled"] else WARNING,
                 state,
-                "CRITICAL" if limit["disabled"] else "WARNING",
                 "active",
                 "PgBouncer database %s is %s" % (name, state),
                 pool=None,
@@ -262,10 +262,10 @@ def client_connection_finding(snapshot: Dict[str, Any], pools, thresholds: Thres
     used = client_connections(snapshot, pools)
     share = percent(used, max_client_conn)
     status, threshold = grade(share, thresholds.client_connections_warning, thresholds.client_connections_critical)
-    return finding(
+    return pool_finding(
         "client_connections",
-        share,
         status,
+        share,
         threshold,
         "%s client connections of max_client_conn %s (%s%%)" % (used, max_client_conn, share),
         "%",
@@ -289,20 +289,7 @@ def all_findings(
 
 
 def unreachable_finding(endpoint: str, message: str) -> Dict[str, Any]:
-    entry = finding("connection", False, "CRITICAL", True, message, pool=None, database=None)
-    entry["subject"] = endpoint
-    return entry
-
-
-def overall_status(findings: Sequence[Dict[str, Any]]) -> str:
-    worst = max((STATUS_ORDER[item["status"]] for item in findings), default=0)
-    return next(status for status, rank in STATUS_ORDER.items() if rank == worst)
-
-
-def should_fail(status: str, fail_on: str) -> bool:
-    if fail_on == "never":
-        return False
-    return STATUS_ORDER[status] >= STATUS_ORDER["WARNING" if fail_on == "warning" else "CRITICAL"]
+    return finding("connection", CRITICAL, False, True, message, subject=endpoint, pool=None, database=None)
 
 
 # --- the runbook's metrics tables ---------------------------------------------------------

@@ -33,6 +33,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode, urlsplit
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import CRITICAL, OK, WARNING, finding
+
 FIRING = "Firing"
 NOT_FIRING = "Not firing"
 ERRORED = "Errored"
@@ -266,32 +268,32 @@ def condition_finding(condition: Dict[str, Any], alerts: Sequence[Dict[str, Any]
     errored = [alert for alert in matched if alert["state"] == ERRORED]
     values = [alert["last_value"] for alert in firing if isinstance(alert["last_value"], (int, float))]
     if firing:
-        status = "CRITICAL"
+        status = CRITICAL
         message = "PostHog alert(s) %s firing for %s" % (", ".join(repr(alert["name"]) for alert in firing), label)
     elif not matched:
-        status = "WARNING"
+        status = WARNING
         message = "no PostHog alert watches %s (the runbook asks for one)" % label
     elif errored:
-        status = "WARNING"
+        status = WARNING
         message = "PostHog alert(s) %s for %s could not be evaluated" % (
             ", ".join(repr(alert["name"]) for alert in errored),
             label,
         )
     else:
-        status = "OK"
+        status = OK
         message = "PostHog alert(s) for %s not firing" % label
-    return {
-        "check": "posthog_%s" % condition["name"],
-        "status": status,
-        "value": max(values) if values else None,
-        "threshold": condition.get("threshold"),
-        "unit": condition.get("unit") or None,
-        "subject": condition["name"],
-        "message": message,
-        "condition": condition["name"],
-        "alerts": [alert["id"] for alert in matched],
-        "firing_alerts": [alert["id"] for alert in firing],
-    }
+    return finding(
+        "posthog_%s" % condition["name"],
+        status,
+        max(values) if values else None,
+        condition.get("threshold"),
+        message,
+        condition.get("unit") or None,
+        condition["name"],
+        condition=condition["name"],
+        alerts=[alert["id"] for alert in matched],
+        firing_alerts=[alert["id"] for alert in firing],
+    )
 
 
 def format_number(value: Any) -> str:
@@ -309,15 +311,7 @@ def validate_conditions(conditions: Sequence[Dict[str, Any]]) -> None:
 
 
 def unreachable_finding(error: PostHogError) -> Dict[str, Any]:
-    return {
-        "check": "posthog_reachable",
-        "status": "WARNING",
-        "value": False,
-        "threshold": True,
-        "unit": None,
-        "subject": None,
-        "message": "%s; the database itself is the source of truth" % error,
-    }
+    return finding("posthog_reachable", WARNING, False, True, "%s; the database itself is the source of truth" % error)
 
 
 def collect_alerts(

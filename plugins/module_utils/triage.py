@@ -26,9 +26,14 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils import escalation
-
-OK, UNKNOWN, WARNING, CRITICAL = "OK", "UNKNOWN", "WARNING", "CRITICAL"
-STATUS_RANK = {OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import (
+    CRITICAL,
+    OK,
+    UNKNOWN,
+    WARNING,
+    at_least,
+    rank,
+)
 
 OUTAGE, POOL, DATA, PERF, SECURITY = "db_outage", "pool_exhaustion", "data_integrity", "performance", "security_breach"
 # Ties in urgency (same severity and response target) are broken in this order.
@@ -110,10 +115,6 @@ Evidence = Dict[str, Any]
 # --------------------------------------------------------------------------- small helpers
 
 
-def worse_or_equal(status: Optional[str], minimum: str) -> bool:
-    return STATUS_RANK.get(status or OK, 0) >= STATUS_RANK[minimum]
-
-
 def rule_for(source: str, check: str) -> Optional[Rule]:
     return RULES_BY_KEY.get((source, check))
 
@@ -121,7 +122,7 @@ def rule_for(source: str, check: str) -> Optional[Rule]:
 def finding_type(source: str, found: Mapping[str, Any]) -> Optional[str]:
     """The incident type a finding is evidence of, or None (not OK findings then become notes)."""
     rule = rule_for(source, str(found.get("check")))
-    if rule is None or not worse_or_equal(found.get("status"), rule.minimum):
+    if rule is None or not at_least(found.get("status"), rule.minimum):
         return None
     return rule.incident_type
 
@@ -538,7 +539,7 @@ def build_incident(
     except escalation.PolicyError as error:
         raise TriageError("incident policy: %s" % error) from None
     # The servers' own evidence first, worst first; PostHog only corroborates.
-    ranked = sorted(items, key=lambda item: (item["source"] == "posthog", -STATUS_RANK.get(item["status"], 0)))
+    ranked = sorted(items, key=lambda item: (item["source"] == "posthog", -rank(item["status"])))
     headline = "; ".join(item["message"] for item in ranked[:EVIDENCE_IN_HEADLINE])
     if len(ranked) > EVIDENCE_IN_HEADLINE:
         headline += " (and %d more)" % (len(ranked) - EVIDENCE_IN_HEADLINE)

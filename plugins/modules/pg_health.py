@@ -437,6 +437,12 @@ unreachable_servers:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import (
+    UNKNOWN,
+    finding,
+    should_fail,
+    worst,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
     fleet_targets,
     internal_error,
@@ -446,13 +452,9 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
 from ansible_collections.penguinmails.dbops.plugins.module_utils.health import (
     CHECKS,
     DEFAULT_CHECKS,
-    UNKNOWN,
     collect_health,
     failure_message,
-    finding,
-    should_fail,
     thresholds_argument_spec,
-    worst,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,

@@ -279,6 +279,7 @@ planned_queries:
 import contextlib
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import overall_status, should_fail
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
     admin_params,
@@ -289,12 +290,10 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import (
     all_findings,
     config_subset,
     metrics_tables_present,
-    overall_status,
     read_console,
     read_metrics,
     sample_rows,
     sample_statements,
-    should_fail,
     summarise_pools,
     unreachable_finding,
 )

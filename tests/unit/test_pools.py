@@ -1,15 +1,14 @@
 """pgbouncer_pools' parsing and grading, on SHOW rows shaped like PgBouncer 1.18 and 1.25."""
 
 import pytest
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import overall_status, should_fail
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import (
     Thresholds,
     all_findings,
     client_connections,
     database_limits,
     number,
-    overall_status,
     sample_rows,
-    should_fail,
     summarise_pool,
     summarise_pools,
 )
