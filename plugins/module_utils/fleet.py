@@ -26,7 +26,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     TIMEOUT_OPTIONS,
     ConnectionParams,
     checked_timeout,
-    connection_argument_spec,
+    connection_entry_spec,
 )
 
 DEFAULT_CONCURRENCY = 256
@@ -53,9 +53,7 @@ def servers_argument_spec() -> Dict[str, Dict[str, Any]]:
     An entry's connection options mirror the top-level ones but have no defaults
     and no environment fallback: a missing key means "use the top-level value".
     """
-    entry: Dict[str, Dict[str, Any]] = {"name": {"type": "str", "required": True}}
-    for option, spec in connection_argument_spec().items():
-        entry[option] = {key: value for key, value in spec.items() if key not in ("default", "fallback")}
+    entry: Dict[str, Dict[str, Any]] = {"name": {"type": "str", "required": True}, **connection_entry_spec()}
     return {
         "servers": {"type": "list", "elements": "dict", "options": entry},
         "concurrency": {"type": "int", "default": DEFAULT_CONCURRENCY},
@@ -90,11 +88,6 @@ def fleet_targets(base: ConnectionParams, entries: Sequence[Dict[str, Any]]) -> 
     if duplicates:
         raise ValueError("servers: each name must appear once; repeated: %s" % ", ".join(sorted(set(duplicates))))
     return targets
-
-
-def worst_case_seconds(params: ConnectionParams, statements: int = 1) -> float:
-    """How long one server may take at most: its connect plus its statements' deadlines."""
-    return params.connect_timeout + statements * params.query_timeout
 
 
 def run_fleet(

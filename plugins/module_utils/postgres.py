@@ -108,6 +108,18 @@ def connection_argument_spec() -> Dict[str, Dict[str, Any]]:
     }
 
 
+def connection_entry_spec() -> Dict[str, Dict[str, Any]]:
+    """The connection options as suboptions of another option (a fleet entry, a second database).
+
+    No defaults and no environment fallback: a key left out means "as the top-level
+    options, or their defaults" (see fleet.server_params, pgbouncer_pools' metrics_db).
+    """
+    return {
+        option: {key: value for key, value in spec.items() if key not in ("default", "fallback")}
+        for option, spec in connection_argument_spec().items()
+    }
+
+
 @dataclass(frozen=True)
 class ConnectionParams:
     """Where and how to connect; built from module params or from a fleet entry."""

@@ -35,10 +35,9 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import CRITICAL, OK, WARNING, finding
 
+# The alert states this module acts on (PostHog also reports "Not firing" and "Snoozed").
 FIRING = "Firing"
-NOT_FIRING = "Not firing"
 ERRORED = "Errored"
-SNOOZED = "Snoozed"
 DEFAULT_HOST = "https://us.posthog.com"
 PAGE_SIZE = 100
 MAX_DETAIL_REQUESTS = 10

@@ -414,9 +414,7 @@ timing:
   type: dict
   sample: {"connect_ms": 3.1, "query_ms": 9.8, "elapsed_ms": 14.0, "connections": 2, "statements": 2}
 servers:
-  description:
-    - Fleet mode, the result of each server keyed by its O(servers[].name) (the inventory hostname),
-      each with the keys documented above for one server.
+  description: Fleet mode, the result of each server keyed by name (see O(servers)).
   returned: when O(servers) is set
   type: dict
   sample: {"oltp_1": {"status": "OK", "role": "primary", "reachable": true},
@@ -427,9 +425,7 @@ statuses:
   type: dict
   sample: {"oltp_1": "OK", "oltp_2": "CRITICAL"}
 unreachable_servers:
-  description:
-    - Fleet mode, names of the servers that could not be reached or did not answer.
-    - (Not C(unreachable), which Ansible reads as "the task's host was unreachable".)
+  description: Fleet mode, names of the servers that could not be reached (see O(servers)).
   returned: when O(servers) is set
   type: list
   elements: str

@@ -77,37 +77,50 @@ options:
         C(connection_pool_config) tables. Unset skips stored metrics.
       - Missing tables or an unreachable database are reported in RV(metrics), never fatal,
         unless O(record_sample=true).
+      - Takes the PostgreSQL connection options of the other modules of this collection; one left
+        out takes the default its description names, and O(metrics_db.connect_timeout) and
+        O(metrics_db.query_timeout) take this module's O(connect_timeout) and O(query_timeout).
+        No environment variable applies.
     type: dict
     suboptions:
       login_host:
-        description: Host name or IP address of the PostgreSQL server; empty means the Unix socket.
+        description: Host name or IP address of the PostgreSQL server; empty (the default) means the Unix socket.
         type: str
-        default: ''
       login_port:
-        description: TCP port of the server.
+        description: TCP port of the server (default 5432).
         type: int
-        default: 5432
       login_user:
-        description: Role to log in as; needs SELECT (and INSERT, UPDATE for O(record_sample)) on the tables.
+        description:
+          - Role to log in as (default C(postgres)); needs SELECT (and INSERT, UPDATE for O(record_sample))
+            on the tables.
         type: str
-        default: postgres
       login_password:
         description: Password of O(metrics_db.login_user). Never logged or returned.
         type: str
-        default: ''
       login_db:
-        description: Database that holds the tables.
+        description: Database that holds the tables (default C(postgres)).
         type: str
-        default: postgres
       login_unix_socket:
         description: Directory of the server's Unix socket; overrides O(metrics_db.login_host) when set.
         type: str
-        default: ''
       ssl_mode:
-        description: libpq C(sslmode).
+        description: libpq C(sslmode) (default V(prefer)).
         type: str
-        default: prefer
         choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: CA certificate file that must have signed the server's certificate (libpq C(sslrootcert)).
+        type: path
+        aliases: [ssl_rootcert]
+      connect_timeout:
+        description: Seconds to wait for the connection, enforced on the client side; from 0.1 to 3600.
+        type: float
+      query_timeout:
+        description: Seconds each statement may take, enforced on the client side; from 0.1 to 3600.
+        type: float
+      target_session_attrs:
+        description: libpq C(target_session_attrs) (default V(any)); V(read-write) refuses a standby.
+        type: str
+        choices: [any, read-write, read-only, primary, standby, prefer-standby]
   metrics_schema:
     description: Schema of the metrics tables.
     type: str
@@ -298,29 +311,17 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import (
     unreachable_finding,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    TIMEOUT_OPTIONS,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
+    connection_entry_spec,
     connection_params,
     ensure_psycopg2,
     execute,
     statement_text,
 )
-
-METRICS_DB_SPEC = {
-    "login_host": {"type": "str", "default": ""},
-    "login_port": {"type": "int", "default": 5432},
-    "login_user": {"type": "str", "default": "postgres"},
-    "login_password": {"type": "str", "default": "", "no_log": True},
-    "login_db": {"type": "str", "default": "postgres"},
-    "login_unix_socket": {"type": "str", "default": ""},
-    "ssl_mode": {
-        "type": "str",
-        "default": "prefer",
-        "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"],
-    },
-}
 
 
 def argument_spec() -> dict:
@@ -335,7 +336,7 @@ def argument_spec() -> dict:
         client_connections_warning={"type": "float", "default": 80.0},
         client_connections_critical={"type": "float", "default": 95.0},
         fail_on={"type": "str", "default": "never", "choices": ["critical", "warning", "never"]},
-        metrics_db={"type": "dict", "options": METRICS_DB_SPEC},
+        metrics_db={"type": "dict", "options": connection_entry_spec()},
         metrics_schema={"type": "str", "default": "public"},
         metrics_window={"type": "float", "default": 300.0},
         metrics_limit={"type": "int", "default": 500},
@@ -346,9 +347,11 @@ def argument_spec() -> dict:
 
 
 def metrics_params(module: AnsibleModule) -> ConnectionParams:
+    """metrics_db's connection; its timeouts default to the module's own."""
     options = dict(module.params["metrics_db"])
-    options["connect_timeout"] = module.params["connect_timeout"]
-    options["query_timeout"] = module.params["query_timeout"]
+    for option in TIMEOUT_OPTIONS:
+        if options.get(option) is None:
+            options[option] = module.params[option]
     return connection_params(module, options=options)
 
 

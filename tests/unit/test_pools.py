@@ -280,3 +280,36 @@ def test_sample_rows_add_up_pools_per_database_and_keep_the_busiest_usage():
     assert busy["pending_acquires"] == 2 and busy["connection_usage_rate"] == 100.0
     assert busy["max_connections"] == 3 and busy["reserve_connections"] == 1
     assert quiet["active_connections"] == 0 and quiet["connection_usage_rate"] == 0.0
+
+
+class _Module:
+    """Just what metrics_params reads of an AnsibleModule."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def fail_json(self, **result):
+        raise AssertionError(result["msg"])
+
+
+def test_metrics_db_takes_every_shared_connection_option():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import connection_entry_spec
+    from ansible_collections.penguinmails.dbops.plugins.modules.pgbouncer_pools import argument_spec
+
+    assert argument_spec()["metrics_db"]["options"] == connection_entry_spec()
+    assert {"ca_cert", "target_session_attrs", "connect_timeout", "query_timeout"} <= set(connection_entry_spec())
+
+
+def test_metrics_db_connection_keeps_its_options_and_inherits_the_module_timeouts():
+    from ansible_collections.penguinmails.dbops.plugins.modules.pgbouncer_pools import metrics_params
+
+    metrics_db = dict.fromkeys(("login_port", "connect_timeout"))
+    metrics_db.update(login_host="db", ca_cert="/etc/ca.pem", target_session_attrs="read-write", query_timeout=7)
+    params = metrics_params(_Module({"metrics_db": metrics_db, "connect_timeout": 1.5, "query_timeout": 3}))
+    assert (params.host, params.port, params.ca_cert, params.target_session_attrs) == (
+        "db",
+        5432,
+        "/etc/ca.pem",
+        "read-write",
+    )
+    assert (params.connect_timeout, params.query_timeout) == (1.5, 7.0)
