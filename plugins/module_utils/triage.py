@@ -39,13 +39,18 @@ OUTAGE, POOL, DATA, PERF, SECURITY = "db_outage", "pool_exhaustion", "data_integ
 # Ties in urgency (same severity and response target) are broken in this order.
 TYPE_ORDER = (OUTAGE, SECURITY, POOL, DATA, PERF)
 
-# The brief's playbook per incident type (override per site with the `playbooks` option).
+# The playbook of each incident type this collection ships (a site may add or rename its own
+# with the `playbooks` option). Only playbooks that exist are named.
 PLAYBOOKS = {
     OUTAGE: "playbooks/incident_db_outage.yml",
-    POOL: "playbooks/incident_pool_exhaustion.yml",
-    DATA: "playbooks/incident_data_integrity.yml",
-    PERF: "playbooks/incident_performance.yml",
-    SECURITY: "playbooks/incident_security_breach.yml",
+}
+RUNBOOK_AVAILABLE, RUNBOOK_PLANNED = "available", "planned"
+# The seed's response steps, for a type whose runbook playbook is planned but not built yet.
+MANUAL_STEPS = {
+    POOL: "monitor the pools, adjust their configuration, restart services if needed",
+    DATA: "identify the scope, quarantine the affected data, begin recovery procedures",
+    PERF: "check the queries, optimize indexes, scale resources",
+    SECURITY: "contain, investigate, document, notify stakeholders (Security Team, Legal)",
 }
 
 SEVERITY_ORDER = ("low", "medium", "high", "critical")
@@ -554,12 +559,30 @@ def build_incident(
         "severity": severity,
         "response_target_minutes": chosen["type"]["response_target_minutes"],
         "severity_response_minutes": chosen["severity_policy"].get("response_minutes"),
-        "playbook": playbooks.get(incident_type) or PLAYBOOKS[incident_type],
+        **runbook_for(incident_type, playbooks, tier, incident_id),
         "extra_vars": extra_vars,
         "incident_id": incident_id,
         "headline": headline,
         "evidence": ranked,
     }
+
+
+def runbook_for(
+    incident_type: str, playbooks: Mapping[str, str], tier: str, incident_id: Optional[str]
+) -> Dict[str, Any]:
+    """The playbook that handles the type (or null while its runbook is planned) and the next step in words."""
+    playbook = playbooks.get(incident_type) or None
+    if playbook is None:
+        steps = MANUAL_STEPS.get(incident_type, "follow the site's procedure")
+        return {
+            "playbook": None,
+            "runbook_status": RUNBOOK_PLANNED,
+            "next_step": "no playbook yet (runbook planned); respond by hand: %s" % steps,
+        }
+    run = "%s -e incident_tier=%s" % (playbook, tier)
+    if incident_id:
+        run += " -e incident_id=%s" % incident_id
+    return {"playbook": playbook, "runbook_status": RUNBOOK_AVAILABLE, "next_step": "run %s" % run}
 
 
 def urgency(incident: Mapping[str, Any], tier_order: Mapping[str, int]) -> Tuple[int, float, int, int]:
@@ -615,9 +638,6 @@ def tier_summary(tier: Mapping[str, Any]) -> List[str]:
     else:
         lines = ["%s: %d incident(s) (%s)." % (tier["name"], len(tier["incidents"]), where)]
     for incident in tier["incidents"]:
-        run = "%s -e incident_tier=%s" % (incident["playbook"], tier["name"])
-        if incident["incident_id"]:
-            run += " -e incident_id=%s" % incident["incident_id"]
         lines.append(
             "%s - severity %s, respond within %s min: %s"
             % (
@@ -627,7 +647,7 @@ def tier_summary(tier: Mapping[str, Any]) -> List[str]:
                 incident["headline"],
             )
         )
-        lines.append("  run %s" % run)
+        lines.append("  %s" % incident["next_step"])
     notes = [note for note in tier["notes"] if note["status"] != OK]
     for note in notes[:NOTES_IN_SUMMARY]:
         lines.append("Note: %s" % note["message"])
@@ -768,6 +788,7 @@ INCIDENT_STAT_KEYS = (
     "severity",
     "response_target_minutes",
     "playbook",
+    "runbook_status",
     "incident_id",
     "extra_vars",
     "headline",
