@@ -18,6 +18,7 @@ finished (or a pid reused by a new backend) in between is left alone.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -41,6 +42,12 @@ SESSION_STATES = (
 )
 ACTIONS = ("list", "cancel", "terminate")
 SIGNAL_FUNCTIONS = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
+# A filter must pick sessions out to allow a signal: a shorter min_duration matches every
+# session that is running at all, so it does not count.
+MIN_NARROWING_DURATION = 1.0
+# At most this many sessions are signalled by one call unless max_sessions says otherwise.
+DEFAULT_MAX_SESSIONS = 20
+
 # Which timestamp a session's age is measured from; the seed measures from query_start.
 DURATION_BASES = {
     "query_start": "query_start",
@@ -122,21 +129,88 @@ class SessionFilter:
             raise ValueError("duration_basis must be one of %s" % sorted(DURATION_BASES))
         if self.min_duration is not None and self.min_duration < 0:
             raise ValueError("min_duration must not be negative")
+        client_networks(self.client_addresses)
+
+    def narrowing_filters(self) -> List[str]:
+        """The filters, beyond the state, that really pick sessions out (one is required to signal)."""
+        named = {
+            "users": self.users,
+            "databases": self.databases,
+            "application_names": self.application_names,
+            "wait_event_types": self.wait_event_types,
+            "wait_events": self.wait_events,
+        }
+        found = [name for name, values in named.items() if any(str(value).strip() for value in values)]
+        if self.min_duration is not None and self.min_duration >= MIN_NARROWING_DURATION:
+            found.append("min_duration")
+        if self.client_addresses and not covers_every_address(self.client_addresses):
+            found.append("client_addresses")
+        found.extend(name for name in ("blocked", "blocking") if getattr(self, name) is True)
+        if self.pids:
+            found.append("pids")
+        return found
 
     def narrows(self) -> bool:
         """True when something beyond the state picks the sessions (required to signal)."""
-        return bool(
-            self.min_duration
-            or self.users
-            or self.databases
-            or self.application_names
-            or self.client_addresses
-            or self.wait_event_types
-            or self.wait_events
-            or self.blocked is not None
-            or self.blocking is not None
-            or self.pids
-        )
+        return bool(self.narrowing_filters())
+
+    def broad_filters(self) -> List[str]:
+        """The filters given that match (almost) every session, as the operator wrote them."""
+        broad = []
+        if self.min_duration is not None and self.min_duration < MIN_NARROWING_DURATION:
+            broad.append("min_duration=%s (under %s s)" % (self.min_duration, MIN_NARROWING_DURATION))
+        if self.client_addresses and covers_every_address(self.client_addresses):
+            broad.append("client_addresses=%s (every address)" % ",".join(self.client_addresses))
+        broad.extend("%s=false" % name for name in ("blocked", "blocking") if getattr(self, name) is False)
+        for name in ("users", "databases", "application_names", "wait_event_types", "wait_events"):
+            values = getattr(self, name)
+            if values and not any(str(value).strip() for value in values):
+                broad.append("%s with only empty names" % name)
+        return broad
+
+
+def client_networks(addresses: Sequence[str]) -> List[Any]:
+    """The networks of client_addresses; ValueError naming the entry that is not an address or CIDR range."""
+    networks = []
+    for address in addresses:
+        try:
+            networks.append(ipaddress.ip_network(str(address).strip(), strict=False))
+        except ValueError:
+            raise ValueError("client_addresses: %r is not an IP address or CIDR range" % address) from None
+    return networks
+
+
+def covers_every_address(addresses: Sequence[str]) -> bool:
+    """True when the ranges together span all of IPv4 or all of IPv6 (0.0.0.0/0, ::/0, two /1 halves, ...)."""
+    networks = client_networks(addresses)
+    for version in (4, 6):
+        ranges = [network for network in networks if network.version == version]
+        if any(network.prefixlen == 0 for network in ipaddress.collapse_addresses(ranges)):
+            return True
+    return False
+
+
+def signal_refusal(session_filter: SessionFilter, action: str, allow_all: bool) -> Optional[str]:
+    """Why `action` must not run with this filter, or None when it may."""
+    if action == "list" or allow_all or session_filter.narrows():
+        return None
+    message = (
+        "refusing to %s every session in states %s: give at least one filter that picks sessions out "
+        "(min_duration of %s s or more, users, databases, application_names, client_addresses narrower than "
+        "every address, wait_event_types, wait_events, blocked=true, blocking=true or pids), or allow_all=true"
+        % (action, session_filter.states or "any", MIN_NARROWING_DURATION)
+    )
+    broad = session_filter.broad_filters()
+    if broad:
+        message += "; these match (almost) every session and do not count: %s" % ", ".join(broad)
+    return message
+
+
+def within_limit(
+    targets: Sequence[Dict[str, Any]], max_sessions: int
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(the first max_sessions targets, oldest first as listed; the ones beyond the limit, left alone)."""
+    return list(targets[:max_sessions]), list(targets[max_sessions:])
 
 
 def filter_conditions(session_filter: SessionFilter) -> Tuple[List[str], Dict[str, Any]]:
