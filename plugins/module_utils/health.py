@@ -765,7 +765,7 @@ _LOGINS = """(SELECT coalesce(json_agg(l ORDER BY l.superuser DESC, l."user", l.
 SEQUENCE_SELECT = """WITH seq AS (
       SELECT n.nspname AS schema, c.relname AS sequence, s.seqincrement AS increment_by,
              s.seqmin AS min_value, s.seqmax AS max_value, s.seqcycle AS cycle,
-             CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE')
+             CASE WHEN has_sequence_privilege(c.oid, 'SELECT') OR has_sequence_privilege(c.oid, 'USAGE')
                   THEN pg_sequence_last_value(c.oid) END AS last_value,
              d.refobjid::regclass::text AS owner_table, a.attname AS owner_column,
              format_type(a.atttypid, NULL) AS column_type,
