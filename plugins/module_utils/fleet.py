@@ -27,6 +27,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     ConnectionParams,
     checked_timeout,
     connection_entry_spec,
+    scrub_secret,
 )
 
 DEFAULT_CONCURRENCY = 256
@@ -130,9 +131,7 @@ def run_fleet(
 
 
 def internal_error(params: ConnectionParams, error: BaseException) -> Dict[str, Any]:
-    text = str(error)
-    if params.password:
-        text = text.replace(params.password, "********")
+    text = scrub_secret(str(error), params.password)
     return {
         "endpoint": params.endpoint,
         "reachable": False,

@@ -34,6 +34,8 @@ except ImportError as import_error:  # pragma: no cover - exercised by ansible-t
     PSYCOPG2_IMPORT_ERROR = import_error
     sql = None
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import MASK, redact_text
+
 try:
     from ansible.module_utils.basic import env_fallback
 except ImportError:  # pragma: no cover - module_utils used outside Ansible
@@ -260,10 +262,11 @@ def first_line(message: str) -> str:
 
 
 def scrub_secret(text: str, secret: str) -> str:
-    """Remove a secret from text that is about to leave the module."""
+    """Text about to leave the module, without this known secret and without any secret
+    redaction.redact_text recognises (password=, URL passwords and tokens, Bearer ...)."""
     if secret and secret in text:
-        return text.replace(secret, "********")
-    return text
+        text = text.replace(secret, MASK)
+    return redact_text(text)
 
 
 def describe_failure(params: ConnectionParams, what: str, error: BaseException) -> ConnectionFailure:

@@ -34,6 +34,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import
     at_least,
     rank,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text
 
 OUTAGE, POOL, DATA, PERF, SECURITY = "db_outage", "pool_exhaustion", "data_integrity", "performance", "security_breach"
 # Ties in urgency (same severity and response target) are broken in this order.
@@ -147,7 +148,7 @@ def evidence(
         "host": host,
         "check": check,
         "status": status,
-        "message": message,
+        "message": redact_text(message),
     }
     item.update(extra)
     return item
@@ -173,7 +174,7 @@ def mentions(text: str, word: str) -> bool:
 
 
 def without_userinfo(url: str) -> str:
-    """A URL without user:password@, for messages."""
+    """A URL as messages show it, without user:password@ (evidence() redacts what else it carries)."""
     return re.sub(r"(?<=://)[^/@\s]*@", "", url or "")
 
 

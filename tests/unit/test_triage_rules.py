@@ -407,6 +407,27 @@ def test_admin_panel(uri, status, text):
         assert "look at the application side" in result["summary"][-1]
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        {"status": 200, "url": "http://admin-panel/status?token=tok-Secret-1&view=short"},
+        {"status": 200, "url": "https://ops:pw-Secret-1@admin-panel/status?api_key=tok-Secret-2"},
+        {
+            "status": -1,
+            "url": "http://admin-panel/status?access_token=tok-Secret-1",
+            "msg": "Request failed: GET http://admin-panel/status?access_token=tok-Secret-1 "
+            "Authorization: Bearer tok-Secret-2",
+        },
+    ],
+)
+def test_admin_panel_secrets_in_the_url_or_the_error_never_reach_the_output(uri):
+    result = run(admin_panel=uri)
+    [note] = result["notes"]
+    assert "admin-panel/status" in note["message"]
+    assert "Secret" not in str(result), note["message"]
+    assert "********" in note["message"]
+
+
 def test_skipped_admin_panel_check_says_nothing():
     assert run(admin_panel={"skipped": True})["notes"] == []
 
