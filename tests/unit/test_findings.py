@@ -12,7 +12,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import
     finding,
     overall_status,
     rank,
-    should_fail,
     worst,
 )
 
@@ -63,19 +62,7 @@ def test_worst_and_overall_status(statuses, expected):
     assert overall_status([{"status": status} for status in statuses]) == expected
 
 
-@pytest.mark.parametrize(
-    ("status", "fail_on", "fails"),
-    [
-        (CRITICAL, "never", False),
-        (CRITICAL, "critical", True),
-        (WARNING, "critical", False),
-        (WARNING, "warning", True),
-        (UNKNOWN, "warning", False),
-        (OK, "warning", False),
-    ],
-)
-def test_should_fail(status, fail_on, fails):
-    assert should_fail(status, fail_on) is fails
+# should_fail's table is in test_health.py (it moved here from health.py unchanged).
 
 
 @pytest.mark.parametrize(
