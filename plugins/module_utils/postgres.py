@@ -381,6 +381,15 @@ def connection_params(module: Any, build: Any = None, options: Optional[Dict[str
         module.fail_json(msg=str(error))
 
 
+def check_module_timeouts(module: Any, options: Sequence[str]) -> None:
+    """fail_json naming the option when one of a module's own timeouts (wait_timeout, ...) is out of range."""
+    for option in options:
+        try:
+            checked_timeout(option, module.params[option])
+        except InvalidOption as error:
+            module.fail_json(msg=str(error))
+
+
 def close_quietly(conn: Any) -> None:
     if conn is None:
         return

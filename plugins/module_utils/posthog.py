@@ -34,6 +34,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode, urlsplit
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import CRITICAL, OK, WARNING, finding
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import checked_timeout
 
 # The alert states this module acts on (PostHog also reports "Not firing" and "Snoozed").
 FIRING = "Firing"
@@ -83,8 +84,7 @@ class PostHogTarget:
             raise ValueError("host must be an http(s) URL such as %s, got %r" % (DEFAULT_HOST, self.host))
         if not _PROJECT_ID.match(str(self.project_id)):
             raise ValueError("project_id must be PostHog's project ID (letters, digits, '_' or '-')")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        checked_timeout("timeout", self.timeout)
 
     @property
     def origin(self) -> Tuple[str, str]:

@@ -127,6 +127,7 @@ options:
     description:
       - Seconds to wait for terminated sessions to disappear. Sessions still present then are
         reported in RV(still_present) with a warning; the task does not fail.
+      - From 0.1 to 3600.
     type: float
     default: 10
 attributes:
@@ -270,6 +271,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info impor
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
     ConnectionParams,
+    check_module_timeouts,
     close_quietly,
     connect,
     connection_argument_spec,
@@ -366,6 +368,7 @@ def run(module: AnsibleModule, conn, params: ConnectionParams, session_filter: S
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     ensure_psycopg2(module)
+    check_module_timeouts(module, ["wait_timeout"])
 
     session_filter = SessionFilter.from_module_params(module.params)
     try:

@@ -68,7 +68,7 @@ options:
     description: Database on the replicas; defaults to the database behind O(login_db) with the same name.
     type: str
   visibility_timeout:
-    description: Seconds to wait for the row to appear on every replica.
+    description: Seconds to wait for the row to appear on every replica, from 0.1 to 3600.
     type: float
     default: 10
 attributes:
@@ -138,6 +138,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import se
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
+    check_module_timeouts,
     close_quietly,
     connect,
     connection_argument_spec,
@@ -228,6 +229,7 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
+    check_module_timeouts(module, ["visibility_timeout"])
 
     params = connection_params(module)
     replica_base = dataclasses.replace(

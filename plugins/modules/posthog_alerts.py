@@ -48,6 +48,7 @@ options:
     description:
       - Seconds each HTTP request may take. Latest checks are fetched only while the time spent stays
         under it, so a slow PostHog costs a bounded time.
+      - From 0.1 to 3600.
     type: float
     default: 10
   validate_certs:

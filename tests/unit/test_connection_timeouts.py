@@ -73,13 +73,19 @@ MODULE_CASES = [
     ("pg_write_probe", {}, "query_timeout", "inf"),
     ("pgbouncer_pools", {}, "connect_timeout", -3),
     ("pg_promote", {}, "query_timeout", 0),
+    # the modules' own waits: the same range, the same message
+    ("pg_activity", {}, "wait_timeout", "nan"),
+    ("pg_write_probe", {}, "visibility_timeout", "inf"),
+    ("posthog_alerts", {"project_id": "1", "api_key": "phx-Secret"}, "timeout", 0),
 ]
 
 
 @pytest.mark.parametrize(("module", "extra", "option", "value"), MODULE_CASES)
 def test_modules_fail_with_one_line_naming_the_option(module, extra, option, value, tmp_path):
     prefix = "pgbouncer" if module.startswith("pgbouncer") else "login"
-    args = dict(extra, **{prefix + "_host": "127.0.0.1", prefix + "_port": closed_port(), option: value})
+    args = dict(extra, **{option: value})
+    if not module.startswith("posthog"):
+        args.update({prefix + "_host": "127.0.0.1", prefix + "_port": closed_port()})
     output, result = run_module(module, args, tmp_path)
     assert result["failed"] is True
     assert result["msg"].startswith("%s must be a number of seconds from 0.1 to 3600, got " % option)
