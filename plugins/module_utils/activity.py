@@ -25,10 +25,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,
-    execute,
+    StatementRunner,
     fetch_dicts,
     rows_as_dicts,
-    statement_text,
 )
 
 QUERY_PREVIEW_CHARS = 100
@@ -322,18 +321,21 @@ def list_sessions(conn: Any, params: ConnectionParams, session_filter: SessionFi
 
 
 def signal_sessions(
+    runner: StatementRunner,
     conn: Any,
     params: ConnectionParams,
     session_filter: SessionFilter,
     action: str,
     targets: Sequence[Dict[str, Any]],
     allow_superuser: bool,
-) -> Tuple[List[int], str]:
-    """Signal the targets; return (pids the server accepted the signal for, the statement sent)."""
+) -> Optional[List[int]]:
+    """Signal the targets (the statement goes to runner.executed); the pids the server accepted
+    the signal for, or None when the runner only planned it (check mode)."""
     text, args = signal_statement(session_filter, action, targets, allow_superuser)
-    rendered = statement_text(conn, text, args)
-    rows = rows_as_dicts(execute(conn, params, text, args))
-    return [row["pid"] for row in rows if row["signalled"]], rendered
+    cursor = runner.run(conn, params, text, args)
+    if cursor is None:
+        return None
+    return [row["pid"] for row in rows_as_dicts(cursor) if row["signalled"]]
 
 
 def wait_until_gone(

@@ -262,7 +262,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.activity import
     preview,
     signal_refusal,
     signal_sessions,
-    signal_statement,
     split_targets,
     wait_until_gone,
     within_limit,
@@ -271,13 +270,13 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info impor
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
     ConnectionParams,
+    StatementRunner,
     check_module_timeouts,
     close_quietly,
     connect,
     connection_argument_spec,
     connection_params,
     ensure_psycopg2,
-    statement_text,
 )
 
 
@@ -341,15 +340,14 @@ def run(module: AnsibleModule, conn, params: ConnectionParams, session_filter: S
             "%d sessions matched; max_sessions=%d: the %d beyond it were left alone (see over_limit)"
             % (len(targets) + len(over_limit), module.params["max_sessions"], len(over_limit))
         )
-    if module.check_mode:
-        text, args = signal_statement(session_filter, action, targets, allow_superuser)
-        result["planned_queries"] = [statement_text(conn, text, args)]
+    runner = StatementRunner(module.check_mode)
+    signalled = signal_sessions(runner, conn, params, session_filter, action, targets, allow_superuser)
+    if signalled is None:
+        result["planned_queries"] = runner.executed
         result["acted_on"] = [preview(session) for session in targets]
         result["changed"] = True
         return result
-
-    signalled, executed = signal_sessions(conn, params, session_filter, action, targets, allow_superuser)
-    result["executed_queries"] = [executed]
+    result["executed_queries"] = runner.executed
     by_pid = {session["pid"]: session for session in targets}
     result["acted_on"] = [preview(by_pid[pid]) for pid in signalled]
     result["vanished"] = sorted(set(by_pid) - set(signalled))

@@ -314,13 +314,12 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     TIMEOUT_OPTIONS,
     ConnectionFailure,
     ConnectionParams,
+    StatementRunner,
     close_quietly,
     connect,
     connection_entry_spec,
     connection_params,
     ensure_psycopg2,
-    execute,
-    statement_text,
 )
 
 
@@ -383,22 +382,21 @@ def live_pools(module: AnsibleModule, thresholds: Thresholds) -> dict:
 
 
 def record_sample(module: AnsibleModule, conn, params: ConnectionParams, rows) -> dict:
-    """Write (or in check mode plan) one sample in one transaction."""
-    schema = module.params["metrics_schema"]
-    statements = sample_statements(schema, rows)
-    rendered = [statement_text(conn, statement, args) for statement, args in statements]
-    if module.check_mode:
-        return {"planned_queries": rendered, "executed_queries": [], "recorded": False}
-    conn.autocommit = False
+    """Write one sample in one transaction, or in check mode plan it."""
+    runner = StatementRunner(module.check_mode)
+    writing = not module.check_mode
+    conn.autocommit = not writing
     try:
-        for statement, args in statements:
-            execute(conn, params, statement, args)
-        conn.commit()
+        for statement, args in sample_statements(module.params["metrics_schema"], rows):
+            runner.run(conn, params, statement, args)
+        if writing:
+            conn.commit()
     except BaseException:
         rollback_quietly(conn)
         raise
     conn.autocommit = True
-    return {"planned_queries": [], "executed_queries": rendered, "recorded": True}
+    shown = "executed_queries" if writing else "planned_queries"
+    return {"planned_queries": [], "executed_queries": [], shown: runner.executed, "recorded": writing}
 
 
 def rollback_quietly(conn) -> None:
