@@ -34,7 +34,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode, urlsplit
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import CRITICAL, OK, WARNING, finding
-from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import checked_timeout
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import checked_timeout, scrub_secret
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text
 
 # The alert states this module acts on (PostHog also reports "Not firing" and "Snoozed").
 FIRING = "Firing"
@@ -66,7 +67,7 @@ class PostHogError(Exception):
     """A request failed; `kind` is machine-readable, str() is for people and holds no secret."""
 
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(redact_text(message))
         self.kind = kind
 
 
@@ -116,10 +117,6 @@ def default_opener() -> Opener:
     return open_url
 
 
-def scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "********") if secret else text
-
-
 def get_json(target: PostHogTarget, url: str, opener: Opener) -> Any:
     """GET one URL of the API and decode it; every failure becomes a PostHogError."""
     headers = {"Authorization": "Bearer %s" % target.api_key, "Accept": "application/json"}
@@ -155,7 +152,9 @@ def get_json(target: PostHogTarget, url: str, opener: Opener) -> Any:
     except (ConnectionError, OSError) as error:
         raise PostHogError("network", "%s could not be reached: %s" % (where, error)) from None
     except Exception as error:  # open_url's own errors (e.g. SSLValidationError) have no common base
-        raise PostHogError("error", "%s request failed: %s" % (where, scrub(str(error), target.api_key))) from None
+        raise PostHogError(
+            "error", "%s request failed: %s" % (where, scrub_secret(str(error), target.api_key))
+        ) from None
     try:
         return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except ValueError:
