@@ -93,10 +93,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
+    ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
-    connection_params,
     ensure_psycopg2,
     execute,
     statement_text,
@@ -144,7 +144,7 @@ def main() -> None:
     ensure_psycopg2(module)
 
     wait_seconds = module.params["wait_seconds"]
-    base = connection_params(module)
+    base = ConnectionParams.from_module_params(module.params)
     # pg_promote blocks for up to wait_seconds: give that statement room beyond it.
     params = dataclasses.replace(base, query_timeout=max(base.query_timeout, wait_seconds + 5.0))
     promote_text = PROMOTE % wait_seconds

@@ -126,10 +126,10 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import processes_in
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
+    ConnectionParams,
     close_quietly,
     connect,
     connection_argument_spec,
-    connection_params,
     ensure_psycopg2,
     execute,
     require_primary,
@@ -153,7 +153,7 @@ CREATE_SLOT = "SELECT pg_create_physical_replication_slot(%s, true)"
 class Rejoin:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
-        self.params = connection_params(module)
+        self.params = ConnectionParams.from_module_params(module.params)
         self.data_dir = module.params["data_dir"]
         self.slot = slot_name_for(module.params["member_name"])
         self.run_as = module.params["run_as"] or pwd.getpwuid(os.stat(self.data_dir).st_uid).pw_name

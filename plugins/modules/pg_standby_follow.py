@@ -129,7 +129,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     close_quietly,
     connect,
     connection_argument_spec,
-    connection_params,
     ensure_psycopg2,
     execute,
     require_primary,
@@ -160,7 +159,7 @@ class Follower:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.check_mode = module.check_mode
-        self.base = connection_params(module)
+        self.base = ConnectionParams.from_module_params(module.params)
         self.executed: list = []
         self.slots_created: list = []
         self.standbys: dict = {}

@@ -72,7 +72,6 @@ MODULE_CASES = [
     ("pg_activity", {}, "connect_timeout", "nan"),
     ("pg_write_probe", {}, "query_timeout", "inf"),
     ("pgbouncer_pools", {}, "connect_timeout", -3),
-    ("pg_promote", {}, "query_timeout", 0),
     # the modules' own waits: the same range, the same message
     ("pg_activity", {}, "wait_timeout", "nan"),
     ("pg_write_probe", {}, "visibility_timeout", "inf"),
