@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,
@@ -363,3 +363,78 @@ def wait_until_gone(
         if not remaining or time.monotonic() >= deadline:
             return remaining
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class SignalRequest:
+    """What to do with the matching sessions, and within which limits."""
+
+    action: str = "list"
+    allow_superuser: bool = False
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    wait: bool = True
+    wait_timeout: float = 10.0
+
+
+def empty_result(endpoint: str) -> Dict[str, Any]:
+    return {
+        "changed": False,
+        "endpoint": endpoint,
+        "sessions": [],
+        "acted_on": [],
+        "skipped": [],
+        "over_limit": [],
+        "limit_reached": False,
+        "vanished": [],
+        "still_present": [],
+        "executed_queries": [],
+        "planned_queries": [],
+    }
+
+
+def act_on_sessions(
+    conn: Any,
+    params: ConnectionParams,
+    session_filter: SessionFilter,
+    request: SignalRequest,
+    check_mode: bool,
+    warn: Callable[[str], None],
+) -> Dict[str, Any]:
+    """List the matching sessions and, for cancel or terminate, signal (or in check mode plan) at most
+    max_sessions of them; pg_activity's result. Raises ConnectionFailure."""
+    result = empty_result(params.endpoint)
+    result["sessions"] = list_sessions(conn, params, session_filter)
+    if request.action == "list" or not result["sessions"]:
+        return result
+    targets, result["skipped"] = split_targets(result["sessions"], request.allow_superuser)
+    if not targets:
+        return result
+    targets, over_limit = within_limit(targets, request.max_sessions)
+    if over_limit:
+        result.update(over_limit=[preview(session) for session in over_limit], limit_reached=True)
+        warn(
+            "%d sessions matched; max_sessions=%d: the %d beyond it were left alone (see over_limit)"
+            % (len(targets) + len(over_limit), request.max_sessions, len(over_limit))
+        )
+    runner = StatementRunner(check_mode)
+    signalled = signal_sessions(runner, conn, params, session_filter, request.action, targets, request.allow_superuser)
+    if signalled is None:
+        result.update(planned_queries=runner.executed, acted_on=[preview(session) for session in targets], changed=True)
+        return result
+    by_pid = {session["pid"]: session for session in targets}
+    result.update(
+        executed_queries=runner.executed,
+        acted_on=[preview(by_pid[pid]) for pid in signalled],
+        vanished=sorted(set(by_pid) - set(signalled)),
+        changed=bool(signalled),
+    )
+    if request.action == "terminate" and request.wait and signalled:
+        result["still_present"] = wait_until_gone(
+            conn, params, [by_pid[pid] for pid in signalled], request.wait_timeout
+        )
+        if result["still_present"]:
+            warn(
+                "terminated sessions %s were still present after %.1f s"
+                % (result["still_present"], request.wait_timeout)
+            )
+    return result

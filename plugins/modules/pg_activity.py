@@ -258,19 +258,14 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.activity import
     DEFAULT_MAX_SESSIONS,
     DURATION_BASES,
     SessionFilter,
-    list_sessions,
-    preview,
+    SignalRequest,
+    act_on_sessions,
+    empty_result,
     signal_refusal,
-    signal_sessions,
-    split_targets,
-    wait_until_gone,
-    within_limit,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
-    ConnectionParams,
-    StatementRunner,
     check_module_timeouts,
     close_quietly,
     connect,
@@ -305,64 +300,6 @@ def argument_spec() -> dict:
     return spec
 
 
-def empty_result(params: ConnectionParams) -> dict:
-    return {
-        "changed": False,
-        "endpoint": params.endpoint,
-        "sessions": [],
-        "acted_on": [],
-        "skipped": [],
-        "over_limit": [],
-        "limit_reached": False,
-        "vanished": [],
-        "still_present": [],
-        "executed_queries": [],
-        "planned_queries": [],
-    }
-
-
-def run(module: AnsibleModule, conn, params: ConnectionParams, session_filter: SessionFilter) -> dict:
-    action = module.params["action"]
-    allow_superuser = module.params["allow_superuser"]
-    result = empty_result(params)
-    sessions = list_sessions(conn, params, session_filter)
-    result["sessions"] = sessions
-    if action == "list" or not sessions:
-        return result
-
-    targets, result["skipped"] = split_targets(sessions, allow_superuser)
-    if not targets:
-        return result
-    targets, over_limit = within_limit(targets, module.params["max_sessions"])
-    if over_limit:
-        result.update(over_limit=[preview(session) for session in over_limit], limit_reached=True)
-        module.warn(
-            "%d sessions matched; max_sessions=%d: the %d beyond it were left alone (see over_limit)"
-            % (len(targets) + len(over_limit), module.params["max_sessions"], len(over_limit))
-        )
-    runner = StatementRunner(module.check_mode)
-    signalled = signal_sessions(runner, conn, params, session_filter, action, targets, allow_superuser)
-    if signalled is None:
-        result["planned_queries"] = runner.executed
-        result["acted_on"] = [preview(session) for session in targets]
-        result["changed"] = True
-        return result
-    result["executed_queries"] = runner.executed
-    by_pid = {session["pid"]: session for session in targets}
-    result["acted_on"] = [preview(by_pid[pid]) for pid in signalled]
-    result["vanished"] = sorted(set(by_pid) - set(signalled))
-    result["changed"] = bool(signalled)
-    if action == "terminate" and module.params["wait"] and signalled:
-        gone_candidates = [by_pid[pid] for pid in signalled]
-        result["still_present"] = wait_until_gone(conn, params, gone_candidates, module.params["wait_timeout"])
-        if result["still_present"]:
-            module.warn(
-                "terminated sessions %s were still present after %.1f s"
-                % (result["still_present"], module.params["wait_timeout"])
-            )
-    return result
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     ensure_psycopg2(module)
@@ -380,12 +317,19 @@ def main() -> None:
         module.fail_json(msg=refusal)
 
     params = connection_params(module)
+    request = SignalRequest(
+        action=module.params["action"],
+        allow_superuser=module.params["allow_superuser"],
+        max_sessions=module.params["max_sessions"],
+        wait=module.params["wait"],
+        wait_timeout=module.params["wait_timeout"],
+    )
     conn = None
     try:
         conn = connect(params)
-        result = run(module, conn, params, session_filter)
+        result = act_on_sessions(conn, params, session_filter, request, module.check_mode, module.warn)
     except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, **empty_result(params))
+        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, **empty_result(params.endpoint))
     finally:
         close_quietly(conn)
     module.exit_json(**json_safe(result))
