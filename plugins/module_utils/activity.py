@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
@@ -374,6 +374,10 @@ class SignalRequest:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     wait: bool = True
     wait_timeout: float = 10.0
+
+    @classmethod
+    def from_module_params(cls, params: Dict[str, Any]) -> SignalRequest:
+        return cls(**{option.name: params[option.name] for option in fields(cls)})
 
 
 def empty_result(endpoint: str) -> Dict[str, Any]:

@@ -317,13 +317,7 @@ def main() -> None:
         module.fail_json(msg=refusal)
 
     params = connection_params(module)
-    request = SignalRequest(
-        action=module.params["action"],
-        allow_superuser=module.params["allow_superuser"],
-        max_sessions=module.params["max_sessions"],
-        wait=module.params["wait"],
-        wait_timeout=module.params["wait_timeout"],
-    )
+    request = SignalRequest.from_module_params(module.params)
     conn = None
     try:
         conn = connect(params)

@@ -115,3 +115,8 @@ def test_terminated_sessions_that_linger_are_reported_with_a_warning():
     result, warnings = act(server, SignalRequest(action="terminate", wait=True, wait_timeout=0.1))
     assert result["still_present"] == [1]
     assert "still present after 0.1 s" in warnings[0]
+
+
+def test_signal_request_reads_its_module_options():
+    options = {"action": "cancel", "allow_superuser": True, "max_sessions": 3, "wait": False, "wait_timeout": 2.5}
+    assert SignalRequest.from_module_params(dict(options, users=["app"])) == SignalRequest(**options)
