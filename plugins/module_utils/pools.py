@@ -14,6 +14,7 @@ joined to connection_pool_config, see roles/lab/files/pool_metrics.sql):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -27,7 +28,9 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import AdminConsole
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    ConnectionFailure,
     ConnectionParams,
+    StatementRunner,
     fetch_dicts,
     sql,
 )
@@ -288,6 +291,33 @@ def all_findings(
     return findings
 
 
+def observe_pools(params: ConnectionParams, thresholds: Thresholds) -> Dict[str, Any]:
+    """pgbouncer_pools' live side: the snapshot, per-pool figures and findings; unreachable is a
+    result (a CRITICAL connection finding), never an exception. `_limits` is for the sample only."""
+    result: Dict[str, Any] = {"endpoint": params.endpoint, "reachable": False, "conn_err_msg": None}
+    result["conn_err_kind"] = None
+    try:
+        snapshot = read_console(params)
+    except ConnectionFailure as failure:
+        result.update(conn_err_msg=str(failure), conn_err_kind=failure.kind, pools=[], databases=[])
+        result.update(lists={}, stats=[], config={}, version=None, _limits={})
+        result["findings"] = [unreachable_finding(params.endpoint, str(failure))]
+        return result
+    pools, limits = summarise_pools(snapshot)
+    result.update(
+        reachable=True,
+        version=snapshot["version"],
+        pools=pools,
+        databases=snapshot["databases"],
+        lists={row.get("list"): row.get("items") for row in snapshot["lists"]},
+        stats=snapshot["stats"],
+        config=config_subset(snapshot["config"]),
+        findings=all_findings(snapshot, pools, limits, thresholds),
+        _limits=limits,
+    )
+    return result
+
+
 def unreachable_finding(endpoint: str, message: str) -> Dict[str, Any]:
     return finding("connection", CRITICAL, False, True, message, subject=endpoint, pool=None, database=None)
 
@@ -389,3 +419,29 @@ def sample_statements(schema: str, rows: Sequence[Dict[str, Any]]) -> List[Tuple
         statements.append((upsert_config_statement(schema), row))
         statements.append((insert_metrics_statement(schema), row))
     return statements
+
+
+def write_sample(
+    conn: Any, params: ConnectionParams, schema: str, rows: Sequence[Dict[str, Any]], check_mode: bool
+) -> Dict[str, Any]:
+    """Write one sample in one transaction, or in check mode plan it (the same statements either way)."""
+    runner = StatementRunner(check_mode)
+    writing = not check_mode
+    conn.autocommit = not writing
+    try:
+        for statement, args in sample_statements(schema, rows):
+            runner.run(conn, params, statement, args)
+        if writing:
+            conn.commit()
+    except BaseException:
+        rollback_quietly(conn)
+        raise
+    conn.autocommit = True
+    shown = "executed_queries" if writing else "planned_queries"
+    return {"planned_queries": [], "executed_queries": [], shown: runner.executed, "recorded": writing}
+
+
+def rollback_quietly(conn: Any) -> None:
+    # The write failed; the rollback must not hide why.
+    with contextlib.suppress(Exception):
+        conn.rollback()

@@ -289,10 +289,9 @@ planned_queries:
   elements: str
 """
 
-import contextlib
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import overall_status, should_fail
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import OK, overall_status, should_fail
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
     admin_params,
@@ -300,21 +299,16 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer impor
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import (
     Thresholds,
-    all_findings,
-    config_subset,
     metrics_tables_present,
-    read_console,
+    observe_pools,
     read_metrics,
     sample_rows,
-    sample_statements,
-    summarise_pools,
-    unreachable_finding,
+    write_sample,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     TIMEOUT_OPTIONS,
     ConnectionFailure,
     ConnectionParams,
-    StatementRunner,
     close_quietly,
     connect,
     connection_entry_spec,
@@ -352,57 +346,6 @@ def metrics_params(module: AnsibleModule) -> ConnectionParams:
         if options.get(option) is None:
             options[option] = module.params[option]
     return connection_params(module, options=options)
-
-
-def live_pools(module: AnsibleModule, thresholds: Thresholds) -> dict:
-    """PgBouncer's side: the snapshot, per-pool figures and findings; unreachable is a result."""
-    params = connection_params(module, admin_params)
-    result = {"endpoint": params.endpoint, "reachable": False, "conn_err_msg": None, "conn_err_kind": None}
-    try:
-        snapshot = read_console(params)
-    except ConnectionFailure as failure:
-        result.update(conn_err_msg=str(failure), conn_err_kind=failure.kind, pools=[], databases=[])
-        result.update(lists={}, stats=[], config={}, version=None)
-        result["findings"] = [unreachable_finding(params.endpoint, str(failure))]
-        result["_limits"] = {}
-        return result
-    pools, limits = summarise_pools(snapshot)
-    result.update(
-        reachable=True,
-        version=snapshot["version"],
-        pools=pools,
-        databases=snapshot["databases"],
-        lists={row.get("list"): row.get("items") for row in snapshot["lists"]},
-        stats=snapshot["stats"],
-        config=config_subset(snapshot["config"]),
-        findings=all_findings(snapshot, pools, limits, thresholds),
-        _limits=limits,
-    )
-    return result
-
-
-def record_sample(module: AnsibleModule, conn, params: ConnectionParams, rows) -> dict:
-    """Write one sample in one transaction, or in check mode plan it."""
-    runner = StatementRunner(module.check_mode)
-    writing = not module.check_mode
-    conn.autocommit = not writing
-    try:
-        for statement, args in sample_statements(module.params["metrics_schema"], rows):
-            runner.run(conn, params, statement, args)
-        if writing:
-            conn.commit()
-    except BaseException:
-        rollback_quietly(conn)
-        raise
-    conn.autocommit = True
-    shown = "executed_queries" if writing else "planned_queries"
-    return {"planned_queries": [], "executed_queries": [], shown: runner.executed, "recorded": writing}
-
-
-def rollback_quietly(conn) -> None:
-    # The write failed; the rollback must not hide why.
-    with contextlib.suppress(Exception):
-        conn.rollback()
 
 
 def stored_metrics(module: AnsibleModule, live: dict, result: dict) -> None:
@@ -449,7 +392,7 @@ def sample_into(module: AnsibleModule, live: dict, result: dict, conn, params: C
             result,
         )
     rows = sample_rows(live["pools"], live["_limits"], module.params["pool_tiers"])
-    outcome = record_sample(module, conn, params, rows)
+    outcome = write_sample(conn, params, schema, rows, module.check_mode)
     result["sample"] = {"recorded": outcome["recorded"], "rows": rows}
     result["executed_queries"] = outcome["executed_queries"]
     result["planned_queries"] = outcome["planned_queries"]
@@ -473,7 +416,7 @@ def main() -> None:
     except ValueError as error:
         module.fail_json(msg=str(error))
 
-    live = live_pools(module, thresholds)
+    live = observe_pools(connection_params(module, admin_params), thresholds)
     result = {key: value for key, value in live.items() if not key.startswith("_")}
     result["changed"] = False
     result["status"] = overall_status(result["findings"])
@@ -481,7 +424,7 @@ def main() -> None:
 
     result = json_safe(result)
     if should_fail(result["status"], module.params["fail_on"]):
-        problems = [item["message"] for item in result["findings"] if item["status"] != "OK"]
+        problems = [item["message"] for item in result["findings"] if item["status"] != OK]
         module.fail_json(msg="PgBouncer pools are %s: %s" % (result["status"], "; ".join(problems)), **result)
     module.exit_json(**result)
 
