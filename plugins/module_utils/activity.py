@@ -29,6 +29,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     fetch_dicts,
     rows_as_dicts,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 
 QUERY_PREVIEW_CHARS = 100
 SESSION_STATES = (
@@ -316,8 +317,9 @@ def split_targets(
 
 
 def list_sessions(conn: Any, params: ConnectionParams, session_filter: SessionFilter) -> List[Dict[str, Any]]:
+    """The matching sessions, their query previews redacted (ALTER ROLE ... PASSWORD '...', password=...)."""
     text, args = list_statement(session_filter)
-    return fetch_dicts(conn, params, text, args)
+    return [redact_value(row) for row in fetch_dicts(conn, params, text, args)]
 
 
 def signal_sessions(

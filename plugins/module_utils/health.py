@@ -42,6 +42,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     connect,
     fetch_dicts,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 
 try:
     from psycopg2 import sql
@@ -936,7 +937,8 @@ def figures_from_row(row: Dict[str, Any]) -> Figures:
         figures["lockwait"] = locks
     if "replicas" in row:
         figures["hot_standby_delay"] = {"standby": standby_figures(row.get("standby")), "replicas": row["replicas"]}
-    return json_safe(figures)
+    # Other sessions' query texts can carry secrets (ALTER ROLE ... PASSWORD '...', password=...).
+    return redact_value(json_safe(figures))
 
 
 def sequence_targets(

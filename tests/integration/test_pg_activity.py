@@ -59,6 +59,15 @@ def test_lists_active_queries_like_the_runbook(servers):
     assert_no_secret(result, servers)
 
 
+def test_query_previews_never_show_a_password_another_session_sent(servers):
+    with hold_sessions() as holder:
+        sleeping(holder, servers, "diag-secret", comment="ALTER ROLE x PASSWORD 'pw-Secret-7'")
+        result = run_module("pg_activity", servers.pg_args(application_names=["diag-secret"]))
+    [session] = result["sessions"]
+    assert "PASSWORD '********'" in session["query_preview"]
+    assert "pw-Secret-7" not in result["_stdout"]
+
+
 def test_filters_by_user_database_address_and_duration(servers):
     with hold_sessions() as holder:
         sleeping(holder, servers, "diag-filters")

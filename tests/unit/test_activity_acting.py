@@ -120,3 +120,10 @@ def test_terminated_sessions_that_linger_are_reported_with_a_warning():
 def test_signal_request_reads_its_module_options():
     options = {"action": "cancel", "allow_superuser": True, "max_sessions": 3, "wait": False, "wait_timeout": 2.5}
     assert SignalRequest.from_module_params(dict(options, users=["app"])) == SignalRequest(**options)
+
+
+def test_query_previews_of_other_sessions_are_redacted():
+    leaking = dict(session(1), query_preview="ALTER ROLE app PASSWORD 'pw-Secret-7'; -- password=pw-Secret-8")
+    result, _warnings = act(FakeServer([leaking]), SignalRequest(action="cancel"), check_mode=True)
+    assert "Secret" not in str(result)
+    assert result["sessions"][0]["query_preview"].startswith("ALTER ROLE app PASSWORD '********'")
