@@ -20,6 +20,12 @@ options:
       - Connection options an entry leaves out fall back to the module's top-level options
         (O(login_user), O(login_password), O(connect_timeout), ...).
       - When not set, the module checks the one server named by the top-level options.
+      - "The task then returns, besides the fields its RETURN section marks for fleet mode:
+        RV(servers), the result of each server keyed by its O(servers[].name) (normally the inventory
+        hostname), each holding the keys a single-server run returns; and RV(unreachable_servers), the
+        names of the servers that could not be reached or did not answer (not C(unreachable), which
+        Ansible would read as the task's own host being unreachable). Both are returned even when the
+        task fails."
     type: list
     elements: dict
     suboptions:
@@ -55,10 +61,10 @@ options:
         type: path
         aliases: [ssl_rootcert]
       connect_timeout:
-        description: Seconds to wait for this server's connection, enforced on the client side.
+        description: Seconds to wait for this server's connection, enforced on the client side; from 0.1 to 3600.
         type: float
       query_timeout:
-        description: Seconds each statement to this server may take, enforced on the client side.
+        description: Seconds each statement to this server may take, enforced on the client side; from 0.1 to 3600.
         type: float
       target_session_attrs:
         description: libpq C(target_session_attrs) for this server.

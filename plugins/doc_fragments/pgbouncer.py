@@ -33,11 +33,13 @@ options:
     description:
       - Seconds to wait for a connection to be established, enforced on the client side
         (fractions allowed), so a hung server cannot hang the task.
+      - From 0.1 to 3600; anything else (0, negative, C(inf), C(nan)) fails the task naming this option.
     type: float
     default: 5
   query_timeout:
     description:
       - Seconds each statement or admin console command may take, enforced on the client side.
+      - From 0.1 to 3600; anything else fails the task naming this option.
     type: float
     default: 10
 requirements:

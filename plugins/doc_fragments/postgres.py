@@ -56,12 +56,14 @@ options:
     description:
       - Seconds to wait for the connection to be established, enforced on the client
         side (fractions allowed), so a hung or partitioned server cannot hang the task.
+      - From 0.1 to 3600; anything else (0, negative, C(inf), C(nan)) fails the task naming this option.
     type: float
     default: 5
   query_timeout:
     description:
       - Seconds each statement may take, enforced on the client side. A server that
         accepts the connection and then stops answering costs at most this long.
+      - From 0.1 to 3600; anything else fails the task naming this option.
     type: float
     default: 10
   target_session_attrs:

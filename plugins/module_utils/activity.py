@@ -18,17 +18,18 @@ finished (or a pid reused by a new backend) in between is left alone.
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,
-    execute,
+    StatementRunner,
     fetch_dicts,
     rows_as_dicts,
-    statement_text,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 
 QUERY_PREVIEW_CHARS = 100
 SESSION_STATES = (
@@ -41,6 +42,12 @@ SESSION_STATES = (
 )
 ACTIONS = ("list", "cancel", "terminate")
 SIGNAL_FUNCTIONS = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
+# A filter must pick sessions out to allow a signal: a shorter min_duration matches every
+# session that is running at all, so it does not count.
+MIN_NARROWING_DURATION = 1.0
+# At most this many sessions are signalled by one call unless max_sessions says otherwise.
+DEFAULT_MAX_SESSIONS = 20
+
 # Which timestamp a session's age is measured from; the seed measures from query_start.
 DURATION_BASES = {
     "query_start": "query_start",
@@ -122,21 +129,88 @@ class SessionFilter:
             raise ValueError("duration_basis must be one of %s" % sorted(DURATION_BASES))
         if self.min_duration is not None and self.min_duration < 0:
             raise ValueError("min_duration must not be negative")
+        client_networks(self.client_addresses)
+
+    def narrowing_filters(self) -> List[str]:
+        """The filters, beyond the state, that really pick sessions out (one is required to signal)."""
+        named = {
+            "users": self.users,
+            "databases": self.databases,
+            "application_names": self.application_names,
+            "wait_event_types": self.wait_event_types,
+            "wait_events": self.wait_events,
+        }
+        found = [name for name, values in named.items() if any(str(value).strip() for value in values)]
+        if self.min_duration is not None and self.min_duration >= MIN_NARROWING_DURATION:
+            found.append("min_duration")
+        if self.client_addresses and not covers_every_address(self.client_addresses):
+            found.append("client_addresses")
+        found.extend(name for name in ("blocked", "blocking") if getattr(self, name) is True)
+        if self.pids:
+            found.append("pids")
+        return found
 
     def narrows(self) -> bool:
         """True when something beyond the state picks the sessions (required to signal)."""
-        return bool(
-            self.min_duration
-            or self.users
-            or self.databases
-            or self.application_names
-            or self.client_addresses
-            or self.wait_event_types
-            or self.wait_events
-            or self.blocked is not None
-            or self.blocking is not None
-            or self.pids
-        )
+        return bool(self.narrowing_filters())
+
+    def broad_filters(self) -> List[str]:
+        """The filters given that match (almost) every session, as the operator wrote them."""
+        broad = []
+        if self.min_duration is not None and self.min_duration < MIN_NARROWING_DURATION:
+            broad.append("min_duration=%s (under %s s)" % (self.min_duration, MIN_NARROWING_DURATION))
+        if self.client_addresses and covers_every_address(self.client_addresses):
+            broad.append("client_addresses=%s (every address)" % ",".join(self.client_addresses))
+        broad.extend("%s=false" % name for name in ("blocked", "blocking") if getattr(self, name) is False)
+        for name in ("users", "databases", "application_names", "wait_event_types", "wait_events"):
+            values = getattr(self, name)
+            if values and not any(str(value).strip() for value in values):
+                broad.append("%s with only empty names" % name)
+        return broad
+
+
+def client_networks(addresses: Sequence[str]) -> List[Any]:
+    """The networks of client_addresses; ValueError naming the entry that is not an address or CIDR range."""
+    networks = []
+    for address in addresses:
+        try:
+            networks.append(ipaddress.ip_network(str(address).strip(), strict=False))
+        except ValueError:
+            raise ValueError("client_addresses: %r is not an IP address or CIDR range" % address) from None
+    return networks
+
+
+def covers_every_address(addresses: Sequence[str]) -> bool:
+    """True when the ranges together span all of IPv4 or all of IPv6 (0.0.0.0/0, ::/0, two /1 halves, ...)."""
+    networks = client_networks(addresses)
+    for version in (4, 6):
+        ranges = [network for network in networks if network.version == version]
+        if any(network.prefixlen == 0 for network in ipaddress.collapse_addresses(ranges)):
+            return True
+    return False
+
+
+def signal_refusal(session_filter: SessionFilter, action: str, allow_all: bool) -> Optional[str]:
+    """Why `action` must not run with this filter, or None when it may."""
+    if action == "list" or allow_all or session_filter.narrows():
+        return None
+    message = (
+        "refusing to %s every session in states %s: give at least one filter that picks sessions out "
+        "(min_duration of %s s or more, users, databases, application_names, client_addresses narrower than "
+        "every address, wait_event_types, wait_events, blocked=true, blocking=true or pids), or allow_all=true"
+        % (action, session_filter.states or "any", MIN_NARROWING_DURATION)
+    )
+    broad = session_filter.broad_filters()
+    if broad:
+        message += "; these match (almost) every session and do not count: %s" % ", ".join(broad)
+    return message
+
+
+def within_limit(
+    targets: Sequence[Dict[str, Any]], max_sessions: int
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(the first max_sessions targets, oldest first as listed; the ones beyond the limit, left alone)."""
+    return list(targets[:max_sessions]), list(targets[max_sessions:])
 
 
 def filter_conditions(session_filter: SessionFilter) -> Tuple[List[str], Dict[str, Any]]:
@@ -243,23 +317,27 @@ def split_targets(
 
 
 def list_sessions(conn: Any, params: ConnectionParams, session_filter: SessionFilter) -> List[Dict[str, Any]]:
+    """The matching sessions, their query previews redacted (ALTER ROLE ... PASSWORD '...', password=...)."""
     text, args = list_statement(session_filter)
-    return fetch_dicts(conn, params, text, args)
+    return [redact_value(row) for row in fetch_dicts(conn, params, text, args)]
 
 
 def signal_sessions(
+    runner: StatementRunner,
     conn: Any,
     params: ConnectionParams,
     session_filter: SessionFilter,
     action: str,
     targets: Sequence[Dict[str, Any]],
     allow_superuser: bool,
-) -> Tuple[List[int], str]:
-    """Signal the targets; return (pids the server accepted the signal for, the statement sent)."""
+) -> Optional[List[int]]:
+    """Signal the targets (the statement goes to runner.executed); the pids the server accepted
+    the signal for, or None when the runner only planned it (check mode)."""
     text, args = signal_statement(session_filter, action, targets, allow_superuser)
-    rendered = statement_text(conn, text, args)
-    rows = rows_as_dicts(execute(conn, params, text, args))
-    return [row["pid"] for row in rows if row["signalled"]], rendered
+    cursor = runner.run(conn, params, text, args)
+    if cursor is None:
+        return None
+    return [row["pid"] for row in rows_as_dicts(cursor) if row["signalled"]]
 
 
 def wait_until_gone(
@@ -287,3 +365,82 @@ def wait_until_gone(
         if not remaining or time.monotonic() >= deadline:
             return remaining
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class SignalRequest:
+    """What to do with the matching sessions, and within which limits."""
+
+    action: str = "list"
+    allow_superuser: bool = False
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    wait: bool = True
+    wait_timeout: float = 10.0
+
+    @classmethod
+    def from_module_params(cls, params: Dict[str, Any]) -> SignalRequest:
+        return cls(**{option.name: params[option.name] for option in fields(cls)})
+
+
+def empty_result(endpoint: str) -> Dict[str, Any]:
+    return {
+        "changed": False,
+        "endpoint": endpoint,
+        "sessions": [],
+        "acted_on": [],
+        "skipped": [],
+        "over_limit": [],
+        "limit_reached": False,
+        "vanished": [],
+        "still_present": [],
+        "executed_queries": [],
+        "planned_queries": [],
+    }
+
+
+def act_on_sessions(
+    conn: Any,
+    params: ConnectionParams,
+    session_filter: SessionFilter,
+    request: SignalRequest,
+    check_mode: bool,
+    warn: Callable[[str], None],
+) -> Dict[str, Any]:
+    """List the matching sessions and, for cancel or terminate, signal (or in check mode plan) at most
+    max_sessions of them; pg_activity's result. Raises ConnectionFailure."""
+    result = empty_result(params.endpoint)
+    result["sessions"] = list_sessions(conn, params, session_filter)
+    if request.action == "list" or not result["sessions"]:
+        return result
+    targets, result["skipped"] = split_targets(result["sessions"], request.allow_superuser)
+    if not targets:
+        return result
+    targets, over_limit = within_limit(targets, request.max_sessions)
+    if over_limit:
+        result.update(over_limit=[preview(session) for session in over_limit], limit_reached=True)
+        warn(
+            "%d sessions matched; max_sessions=%d: the %d beyond it were left alone (see over_limit)"
+            % (len(targets) + len(over_limit), request.max_sessions, len(over_limit))
+        )
+    runner = StatementRunner(check_mode)
+    signalled = signal_sessions(runner, conn, params, session_filter, request.action, targets, request.allow_superuser)
+    if signalled is None:
+        result.update(planned_queries=runner.executed, acted_on=[preview(session) for session in targets], changed=True)
+        return result
+    by_pid = {session["pid"]: session for session in targets}
+    result.update(
+        executed_queries=runner.executed,
+        acted_on=[preview(by_pid[pid]) for pid in signalled],
+        vanished=sorted(set(by_pid) - set(signalled)),
+        changed=bool(signalled),
+    )
+    if request.action == "terminate" and request.wait and signalled:
+        result["still_present"] = wait_until_gone(
+            conn, params, [by_pid[pid] for pid in signalled], request.wait_timeout
+        )
+        if result["still_present"]:
+            warn(
+                "terminated sessions %s were still present after %.1f s"
+                % (result["still_present"], request.wait_timeout)
+            )
+    return result

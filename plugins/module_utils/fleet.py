@@ -23,8 +23,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    TIMEOUT_OPTIONS,
     ConnectionParams,
-    connection_argument_spec,
+    checked_timeout,
+    connection_entry_spec,
+    scrub_secret,
 )
 
 DEFAULT_CONCURRENCY = 256
@@ -51,9 +54,7 @@ def servers_argument_spec() -> Dict[str, Dict[str, Any]]:
     An entry's connection options mirror the top-level ones but have no defaults
     and no environment fallback: a missing key means "use the top-level value".
     """
-    entry: Dict[str, Dict[str, Any]] = {"name": {"type": "str", "required": True}}
-    for option, spec in connection_argument_spec().items():
-        entry[option] = {key: value for key, value in spec.items() if key not in ("default", "fallback")}
+    entry: Dict[str, Dict[str, Any]] = {"name": {"type": "str", "required": True}, **connection_entry_spec()}
     return {
         "servers": {"type": "list", "elements": "dict", "options": entry},
         "concurrency": {"type": "int", "default": DEFAULT_CONCURRENCY},
@@ -61,7 +62,7 @@ def servers_argument_spec() -> Dict[str, Dict[str, Any]]:
 
 
 def server_params(base: ConnectionParams, entry: Dict[str, Any]) -> ConnectionParams:
-    """The entry's connection options over the top-level ones."""
+    """The entry's connection options over the top-level ones; raises InvalidOption (a ValueError)."""
     changes = {}
     for option, field_name in SERVER_OVERRIDES.items():
         value = entry.get(option)
@@ -69,8 +70,8 @@ def server_params(base: ConnectionParams, entry: Dict[str, Any]) -> ConnectionPa
             continue
         if field_name == "port":
             value = int(value)
-        elif field_name in ("connect_timeout", "query_timeout"):
-            value = float(value)
+        elif option in TIMEOUT_OPTIONS:
+            value = checked_timeout("servers[%s].%s" % (entry.get("name"), option), value)
         changes[field_name] = value
     return dataclasses.replace(base, **changes)
 
@@ -88,11 +89,6 @@ def fleet_targets(base: ConnectionParams, entries: Sequence[Dict[str, Any]]) -> 
     if duplicates:
         raise ValueError("servers: each name must appear once; repeated: %s" % ", ".join(sorted(set(duplicates))))
     return targets
-
-
-def worst_case_seconds(params: ConnectionParams, statements: int = 1) -> float:
-    """How long one server may take at most: its connect plus its statements' deadlines."""
-    return params.connect_timeout + statements * params.query_timeout
 
 
 def run_fleet(
@@ -135,9 +131,7 @@ def run_fleet(
 
 
 def internal_error(params: ConnectionParams, error: BaseException) -> Dict[str, Any]:
-    text = str(error)
-    if params.password:
-        text = text.replace(params.password, "********")
+    text = scrub_secret(str(error), params.password)
     return {
         "endpoint": params.endpoint,
         "reachable": False,

@@ -21,8 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import (
+    CRITICAL,
+    OK,
+    UNKNOWN,
+    WARNING,
+    Finding,
+    crossed,
+    finding,
+    level,
+    worst,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
@@ -31,15 +42,13 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     connect,
     fetch_dicts,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 
 try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by the module through HAS_PSYCOPG2
     sql = None
 
-OK, UNKNOWN, WARNING, CRITICAL = "OK", "UNKNOWN", "WARNING", "CRITICAL"
-STATUS_RANK = {OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
-FAIL_ON_RANK = {"warning": STATUS_RANK[WARNING], "critical": STATUS_RANK[CRITICAL]}
 
 CHECKS = (
     "connection",
@@ -126,66 +135,10 @@ TOP_SESSIONS = 10
 TOP_SEQUENCES = 10
 QUERY_PREVIEW = 100
 
-Finding = Dict[str, Any]
 Figures = Dict[str, Any]
 
 
 # --------------------------------------------------------------------------- grading helpers
-
-
-def level(value: Optional[float], warning: Optional[float], critical: Optional[float]) -> str:
-    """OK / WARNING / CRITICAL for a figure; UNKNOWN when there is no figure."""
-    if value is None:
-        return UNKNOWN
-    if critical is not None and value >= critical:
-        return CRITICAL
-    if warning is not None and value >= warning:
-        return WARNING
-    return OK
-
-
-def crossed(status: str, warning: Optional[float], critical: Optional[float]) -> Optional[float]:
-    """The threshold a status refers to: the one reached, or for OK the nearest one not reached."""
-    if status == CRITICAL:
-        return critical
-    if status == WARNING:
-        return warning
-    return warning if warning is not None else critical
-
-
-def worst(statuses: Iterable[str]) -> str:
-    result = OK
-    for status in statuses:
-        if STATUS_RANK[status] > STATUS_RANK[result]:
-            result = status
-    return result
-
-
-def should_fail(status: str, fail_on: str) -> bool:
-    """fail_on: never | warning (WARNING or CRITICAL) | critical."""
-    if fail_on == "never":
-        return False
-    return STATUS_RANK[status] >= FAIL_ON_RANK[fail_on]
-
-
-def finding(
-    check: str,
-    status: str,
-    value: Any,
-    threshold: Any,
-    message: str,
-    unit: Optional[str] = None,
-    subject: Optional[str] = None,
-) -> Finding:
-    return {
-        "check": check,
-        "status": status,
-        "value": value,
-        "threshold": threshold,
-        "unit": unit,
-        "subject": subject,
-        "message": message,
-    }
 
 
 def graded(
@@ -813,7 +766,7 @@ _LOGINS = """(SELECT coalesce(json_agg(l ORDER BY l.superuser DESC, l."user", l.
 SEQUENCE_SELECT = """WITH seq AS (
       SELECT n.nspname AS schema, c.relname AS sequence, s.seqincrement AS increment_by,
              s.seqmin AS min_value, s.seqmax AS max_value, s.seqcycle AS cycle,
-             CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE')
+             CASE WHEN has_sequence_privilege(c.oid, 'SELECT') OR has_sequence_privilege(c.oid, 'USAGE')
                   THEN pg_sequence_last_value(c.oid) END AS last_value,
              d.refobjid::regclass::text AS owner_table, a.attname AS owner_column,
              format_type(a.atttypid, NULL) AS column_type,
@@ -984,7 +937,8 @@ def figures_from_row(row: Dict[str, Any]) -> Figures:
         figures["lockwait"] = locks
     if "replicas" in row:
         figures["hot_standby_delay"] = {"standby": standby_figures(row.get("standby")), "replicas": row["replicas"]}
-    return json_safe(figures)
+    # Other sessions' query texts can carry secrets (ALTER ROLE ... PASSWORD '...', password=...).
+    return redact_value(json_safe(figures))
 
 
 def sequence_targets(

@@ -14,12 +14,13 @@ import re
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_QUERY_TIMEOUT,
+    TIMEOUT_OPTIONS,
     ConnectionFailure,
     ConnectionParams,
+    checked_timeouts,
     close_quietly,
     connect,
+    connection_argument_spec,
     execute,
     rows_as_dicts,
 )
@@ -43,6 +44,7 @@ _CONSOLE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
 
 def pgbouncer_argument_spec() -> Dict[str, Dict[str, Any]]:
     """Options of modules that talk to the admin console (doc_fragments/pgbouncer.py)."""
+    timeouts = {option: spec for option, spec in connection_argument_spec().items() if option in TIMEOUT_OPTIONS}
     return {
         "pgbouncer_host": {"type": "str", "default": "127.0.0.1"},
         "pgbouncer_port": {"type": "int", "default": 6432},
@@ -53,12 +55,12 @@ def pgbouncer_argument_spec() -> Dict[str, Dict[str, Any]]:
             "no_log": True,
             "fallback": (env_fallback, ["PGBOUNCER_PASSWORD"]),
         },
-        "connect_timeout": {"type": "float", "default": DEFAULT_CONNECT_TIMEOUT},
-        "query_timeout": {"type": "float", "default": DEFAULT_QUERY_TIMEOUT},
+        **timeouts,
     }
 
 
 def admin_params(params: Dict[str, Any]) -> ConnectionParams:
+    """The admin console's ConnectionParams; raises InvalidOption for a timeout out of range."""
     return ConnectionParams(
         host=params.get("pgbouncer_host") or "127.0.0.1",
         port=int(params.get("pgbouncer_port") or 6432),
@@ -66,8 +68,7 @@ def admin_params(params: Dict[str, Any]) -> ConnectionParams:
         password=params.get("pgbouncer_password") or "",
         dbname=ADMIN_DATABASE,
         ssl_mode="prefer",
-        connect_timeout=float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
-        query_timeout=float(params.get("query_timeout") or DEFAULT_QUERY_TIMEOUT),
+        **checked_timeouts(params),
     )
 
 

@@ -14,18 +14,28 @@ joined to connection_pool_config, see roles/lab/files/pool_metrics.sql):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import (
+    CRITICAL,
+    OK,
+    WARNING,
+    crossed,
+    finding,
+    level,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import AdminConsole
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    ConnectionFailure,
     ConnectionParams,
+    StatementRunner,
     fetch_dicts,
     sql,
 )
 
 ADMIN_DATABASE = "pgbouncer"
-STATUS_ORDER = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
 CONSOLE_SUBJECTS = ("POOLS", "DATABASES", "LISTS", "CONFIG", "STATS")
 # Settings worth reporting next to the pools (SHOW CONFIG has ~80 keys).
 POOL_CONFIG_KEYS = (
@@ -163,23 +173,16 @@ def summarise_pools(snapshot: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], Dic
 
 
 def grade(value: Optional[float], warning: float, critical: float) -> Tuple[str, float]:
-    """(status, the threshold that applies) for a value where higher is worse."""
-    if value is not None and value >= critical:
-        return "CRITICAL", critical
-    if value is not None and value >= warning:
-        return "WARNING", warning
-    return "OK", warning
+    """(status, the threshold that applies) for a value where higher is worse; no figure is OK."""
+    status = OK if value is None else level(value, warning, critical)
+    return status, crossed(status, warning, critical)
 
 
-def finding(
-    check: str, value: Any, status: str, threshold: Any, message: str, unit: Optional[str] = None, **where: Any
+def pool_finding(
+    check: str, status: str, value: Any, threshold: Any, message: str, unit: Optional[str] = None, **where: Any
 ) -> Dict[str, Any]:
-    """pg_health's finding shape {check, status, value, threshold, unit, subject, message}, plus pool/database."""
-    entry = {"check": check, "status": status, "value": value, "threshold": threshold, "unit": unit}
-    entry["subject"] = where.get("pool") or where.get("database")
-    entry["message"] = message
-    entry.update(where)
-    return entry
+    """A finding whose subject is its pool, else its database; pool and database are kept as keys."""
+    return finding(check, status, value, threshold, message, unit, where.get("pool") or where.get("database"), **where)
 
 
 def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str, Any]]:
@@ -188,10 +191,10 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
     findings = []
     status, threshold = grade(pool["cl_waiting"], thresholds.waiting_warning, thresholds.waiting_critical)
     findings.append(
-        finding(
+        pool_finding(
             "waiting_clients",
-            pool["cl_waiting"],
             status,
+            pool["cl_waiting"],
             threshold,
             "%s clients waiting for a server connection in pool %s" % (pool["cl_waiting"], where["pool"]),
             "clients",
@@ -200,10 +203,10 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
     )
     status, threshold = grade(pool["maxwait_seconds"], thresholds.maxwait_warning, thresholds.maxwait_critical)
     findings.append(
-        finding(
+        pool_finding(
             "maxwait",
-            pool["maxwait_seconds"],
             status,
+            pool["maxwait_seconds"],
             threshold,
             "oldest waiting client of pool %s has waited %.3f s" % (where["pool"], pool["maxwait_seconds"]),
             "s",
@@ -222,7 +225,7 @@ def pool_findings(pool: Dict[str, Any], thresholds: Thresholds) -> List[Dict[str
             utilization,
             pool["reserve_pool"],
         )
-    findings.append(finding("utilization", utilization, status, threshold, message, "%", **where))
+    findings.append(pool_finding("utilization", status, utilization, threshold, message, "%", **where))
     return findings
 
 
@@ -234,10 +237,10 @@ def database_state_findings(limits: Dict[str, Dict[str, Any]]) -> List[Dict[str,
             continue
         state = "paused" if limit["paused"] else "disabled"
         findings.append(
-            finding(
+            pool_finding(
                 "database_state",
+                CRITICAL if limit["disabled"] else WARNING,
                 state,
-                "CRITICAL" if limit["disabled"] else "WARNING",
                 "active",
                 "PgBouncer database %s is %s" % (name, state),
                 pool=None,
@@ -262,10 +265,10 @@ def client_connection_finding(snapshot: Dict[str, Any], pools, thresholds: Thres
     used = client_connections(snapshot, pools)
     share = percent(used, max_client_conn)
     status, threshold = grade(share, thresholds.client_connections_warning, thresholds.client_connections_critical)
-    return finding(
+    return pool_finding(
         "client_connections",
-        share,
         status,
+        share,
         threshold,
         "%s client connections of max_client_conn %s (%s%%)" % (used, max_client_conn, share),
         "%",
@@ -288,21 +291,35 @@ def all_findings(
     return findings
 
 
+def observe_pools(params: ConnectionParams, thresholds: Thresholds) -> Dict[str, Any]:
+    """pgbouncer_pools' live side: the snapshot, per-pool figures and findings; unreachable is a
+    result (a CRITICAL connection finding), never an exception. `_limits` is for the sample only."""
+    result: Dict[str, Any] = {"endpoint": params.endpoint, "reachable": False, "conn_err_msg": None}
+    result["conn_err_kind"] = None
+    try:
+        snapshot = read_console(params)
+    except ConnectionFailure as failure:
+        result.update(conn_err_msg=str(failure), conn_err_kind=failure.kind, pools=[], databases=[])
+        result.update(lists={}, stats=[], config={}, version=None, _limits={})
+        result["findings"] = [unreachable_finding(params.endpoint, str(failure))]
+        return result
+    pools, limits = summarise_pools(snapshot)
+    result.update(
+        reachable=True,
+        version=snapshot["version"],
+        pools=pools,
+        databases=snapshot["databases"],
+        lists={row.get("list"): row.get("items") for row in snapshot["lists"]},
+        stats=snapshot["stats"],
+        config=config_subset(snapshot["config"]),
+        findings=all_findings(snapshot, pools, limits, thresholds),
+        _limits=limits,
+    )
+    return result
+
+
 def unreachable_finding(endpoint: str, message: str) -> Dict[str, Any]:
-    entry = finding("connection", False, "CRITICAL", True, message, pool=None, database=None)
-    entry["subject"] = endpoint
-    return entry
-
-
-def overall_status(findings: Sequence[Dict[str, Any]]) -> str:
-    worst = max((STATUS_ORDER[item["status"]] for item in findings), default=0)
-    return next(status for status, rank in STATUS_ORDER.items() if rank == worst)
-
-
-def should_fail(status: str, fail_on: str) -> bool:
-    if fail_on == "never":
-        return False
-    return STATUS_ORDER[status] >= STATUS_ORDER["WARNING" if fail_on == "warning" else "CRITICAL"]
+    return finding("connection", CRITICAL, False, True, message, subject=endpoint, pool=None, database=None)
 
 
 # --- the runbook's metrics tables ---------------------------------------------------------
@@ -402,3 +419,29 @@ def sample_statements(schema: str, rows: Sequence[Dict[str, Any]]) -> List[Tuple
         statements.append((upsert_config_statement(schema), row))
         statements.append((insert_metrics_statement(schema), row))
     return statements
+
+
+def write_sample(
+    conn: Any, params: ConnectionParams, schema: str, rows: Sequence[Dict[str, Any]], check_mode: bool
+) -> Dict[str, Any]:
+    """Write one sample in one transaction, or in check mode plan it (the same statements either way)."""
+    runner = StatementRunner(check_mode)
+    writing = not check_mode
+    conn.autocommit = not writing
+    try:
+        for statement, args in sample_statements(schema, rows):
+            runner.run(conn, params, statement, args)
+        if writing:
+            conn.commit()
+    except BaseException:
+        rollback_quietly(conn)
+        raise
+    conn.autocommit = True
+    shown = "executed_queries" if writing else "planned_queries"
+    return {"planned_queries": [], "executed_queries": [], shown: runner.executed, "recorded": writing}
+
+
+def rollback_quietly(conn: Any) -> None:
+    # The write failed; the rollback must not hide why.
+    with contextlib.suppress(Exception):
+        conn.rollback()

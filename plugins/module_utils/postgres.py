@@ -34,6 +34,8 @@ except ImportError as import_error:  # pragma: no cover - exercised by ansible-t
     PSYCOPG2_IMPORT_ERROR = import_error
     sql = None
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import MASK, redact_text
+
 try:
     from ansible.module_utils.basic import env_fallback
 except ImportError:  # pragma: no cover - module_utils used outside Ansible
@@ -46,6 +48,36 @@ APPLICATION_NAME = "penguinmails.dbops"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_QUERY_TIMEOUT = 10.0
 LIBPQ_MIN_CONNECT_TIMEOUT = 2
+# Every deadline an operator may set: long enough to mean something, short enough that a
+# hung server cannot hold a playbook for hours (and finite, so arithmetic on it is safe).
+MIN_TIMEOUT_SECONDS = 0.1
+MAX_TIMEOUT_SECONDS = 3600.0
+TIMEOUT_OPTIONS = ("connect_timeout", "query_timeout")
+
+
+class InvalidOption(ValueError):
+    """A module option outside its allowed range; str() names the option and the range."""
+
+
+def checked_timeout(option: str, value: Any) -> float:
+    """The deadline `option` asks for, in seconds; InvalidOption naming the option when out of range."""
+    allowed = "%s must be a number of seconds from %s to %d" % (option, MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidOption("%s, got %r" % (allowed, value)) from None
+    if not (math.isfinite(seconds) and MIN_TIMEOUT_SECONDS <= seconds <= MAX_TIMEOUT_SECONDS):
+        raise InvalidOption("%s, got %r" % (allowed, value))
+    return seconds
+
+
+def checked_timeouts(params: Dict[str, Any]) -> Dict[str, float]:
+    """connect_timeout and query_timeout of module params, validated; the defaults where unset."""
+    defaults = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, "query_timeout": DEFAULT_QUERY_TIMEOUT}
+    return {
+        option: defaults[option] if params.get(option) is None else checked_timeout(option, params[option])
+        for option in TIMEOUT_OPTIONS
+    }
 
 
 def connection_argument_spec() -> Dict[str, Dict[str, Any]]:
@@ -78,6 +110,18 @@ def connection_argument_spec() -> Dict[str, Dict[str, Any]]:
     }
 
 
+def connection_entry_spec() -> Dict[str, Dict[str, Any]]:
+    """The connection options as suboptions of another option (a fleet entry, a second database).
+
+    No defaults and no environment fallback: a key left out means "as the top-level
+    options, or their defaults" (see fleet.server_params, pgbouncer_pools' metrics_db).
+    """
+    return {
+        option: {key: value for key, value in spec.items() if key not in ("default", "fallback")}
+        for option, spec in connection_argument_spec().items()
+    }
+
+
 @dataclass(frozen=True)
 class ConnectionParams:
     """Where and how to connect; built from module params or from a fleet entry."""
@@ -96,6 +140,7 @@ class ConnectionParams:
 
     @classmethod
     def from_module_params(cls, params: Dict[str, Any]) -> ConnectionParams:
+        """Raises InvalidOption for a timeout out of range."""
         return cls(
             host=params.get("login_host") or "",
             port=int(params.get("login_port") or 5432),
@@ -105,9 +150,8 @@ class ConnectionParams:
             unix_socket=params.get("login_unix_socket") or "",
             ssl_mode=params.get("ssl_mode") or "prefer",
             ca_cert=params.get("ca_cert"),
-            connect_timeout=float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
-            query_timeout=float(params.get("query_timeout") or DEFAULT_QUERY_TIMEOUT),
             target_session_attrs=params.get("target_session_attrs") or "any",
+            **checked_timeouts(params),
         )
 
     @property
@@ -218,10 +262,11 @@ def first_line(message: str) -> str:
 
 
 def scrub_secret(text: str, secret: str) -> str:
-    """Remove a secret from text that is about to leave the module."""
+    """Text about to leave the module, without this known secret and without any secret
+    redaction.redact_text recognises (password=, URL passwords and tokens, Bearer ...)."""
     if secret and secret in text:
-        return text.replace(secret, "********")
-    return text
+        text = text.replace(secret, MASK)
+    return redact_text(text)
 
 
 def describe_failure(params: ConnectionParams, what: str, error: BaseException) -> ConnectionFailure:
@@ -325,6 +370,24 @@ def ensure_psycopg2(module: Any) -> None:
     from ansible.module_utils.basic import missing_required_lib
 
     module.fail_json(msg=missing_required_lib("psycopg2-binary"), exception=str(PSYCOPG2_IMPORT_ERROR))
+
+
+def connection_params(module: Any, build: Any = None, options: Optional[Dict[str, Any]] = None) -> ConnectionParams:
+    """ConnectionParams built by `build` (default from_module_params) from `options` (default
+    module.params), or fail_json with the one-line InvalidOption message naming the bad option."""
+    try:
+        return (build or ConnectionParams.from_module_params)(module.params if options is None else options)
+    except InvalidOption as error:
+        module.fail_json(msg=str(error))
+
+
+def check_module_timeouts(module: Any, options: Sequence[str]) -> None:
+    """fail_json naming the option when one of a module's own timeouts (wait_timeout, ...) is out of range."""
+    for option in options:
+        try:
+            checked_timeout(option, module.params[option])
+        except InvalidOption as error:
+            module.fail_json(msg=str(error))
 
 
 def close_quietly(conn: Any) -> None:

@@ -33,10 +33,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode, urlsplit
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import CRITICAL, OK, WARNING, finding
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import checked_timeout, scrub_secret
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text
+
+# The alert states this module acts on (PostHog also reports "Not firing" and "Snoozed").
 FIRING = "Firing"
-NOT_FIRING = "Not firing"
 ERRORED = "Errored"
-SNOOZED = "Snoozed"
 DEFAULT_HOST = "https://us.posthog.com"
 PAGE_SIZE = 100
 MAX_DETAIL_REQUESTS = 10
@@ -64,7 +67,7 @@ class PostHogError(Exception):
     """A request failed; `kind` is machine-readable, str() is for people and holds no secret."""
 
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(redact_text(message))
         self.kind = kind
 
 
@@ -82,8 +85,7 @@ class PostHogTarget:
             raise ValueError("host must be an http(s) URL such as %s, got %r" % (DEFAULT_HOST, self.host))
         if not _PROJECT_ID.match(str(self.project_id)):
             raise ValueError("project_id must be PostHog's project ID (letters, digits, '_' or '-')")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        checked_timeout("timeout", self.timeout)
 
     @property
     def origin(self) -> Tuple[str, str]:
@@ -113,10 +115,6 @@ def default_opener() -> Opener:
     from ansible.module_utils.urls import open_url
 
     return open_url
-
-
-def scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "********") if secret else text
 
 
 def get_json(target: PostHogTarget, url: str, opener: Opener) -> Any:
@@ -154,7 +152,9 @@ def get_json(target: PostHogTarget, url: str, opener: Opener) -> Any:
     except (ConnectionError, OSError) as error:
         raise PostHogError("network", "%s could not be reached: %s" % (where, error)) from None
     except Exception as error:  # open_url's own errors (e.g. SSLValidationError) have no common base
-        raise PostHogError("error", "%s request failed: %s" % (where, scrub(str(error), target.api_key))) from None
+        raise PostHogError(
+            "error", "%s request failed: %s" % (where, scrub_secret(str(error), target.api_key))
+        ) from None
     try:
         return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except ValueError:
@@ -266,32 +266,32 @@ def condition_finding(condition: Dict[str, Any], alerts: Sequence[Dict[str, Any]
     errored = [alert for alert in matched if alert["state"] == ERRORED]
     values = [alert["last_value"] for alert in firing if isinstance(alert["last_value"], (int, float))]
     if firing:
-        status = "CRITICAL"
+        status = CRITICAL
         message = "PostHog alert(s) %s firing for %s" % (", ".join(repr(alert["name"]) for alert in firing), label)
     elif not matched:
-        status = "WARNING"
+        status = WARNING
         message = "no PostHog alert watches %s (the runbook asks for one)" % label
     elif errored:
-        status = "WARNING"
+        status = WARNING
         message = "PostHog alert(s) %s for %s could not be evaluated" % (
             ", ".join(repr(alert["name"]) for alert in errored),
             label,
         )
     else:
-        status = "OK"
+        status = OK
         message = "PostHog alert(s) for %s not firing" % label
-    return {
-        "check": "posthog_%s" % condition["name"],
-        "status": status,
-        "value": max(values) if values else None,
-        "threshold": condition.get("threshold"),
-        "unit": condition.get("unit") or None,
-        "subject": condition["name"],
-        "message": message,
-        "condition": condition["name"],
-        "alerts": [alert["id"] for alert in matched],
-        "firing_alerts": [alert["id"] for alert in firing],
-    }
+    return finding(
+        "posthog_%s" % condition["name"],
+        status,
+        max(values) if values else None,
+        condition.get("threshold"),
+        message,
+        condition.get("unit") or None,
+        condition["name"],
+        condition=condition["name"],
+        alerts=[alert["id"] for alert in matched],
+        firing_alerts=[alert["id"] for alert in firing],
+    )
 
 
 def format_number(value: Any) -> str:
@@ -309,15 +309,7 @@ def validate_conditions(conditions: Sequence[Dict[str, Any]]) -> None:
 
 
 def unreachable_finding(error: PostHogError) -> Dict[str, Any]:
-    return {
-        "check": "posthog_reachable",
-        "status": "WARNING",
-        "value": False,
-        "threshold": True,
-        "unit": None,
-        "subject": None,
-        "message": "%s; the database itself is the source of truth" % error,
-    }
+    return finding("posthog_reachable", WARNING, False, True, "%s; the database itself is the source of truth" % error)
 
 
 def collect_alerts(

@@ -26,21 +26,32 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils import escalation
-
-OK, UNKNOWN, WARNING, CRITICAL = "OK", "UNKNOWN", "WARNING", "CRITICAL"
-STATUS_RANK = {OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import (
+    CRITICAL,
+    OK,
+    UNKNOWN,
+    WARNING,
+    at_least,
+    rank,
+)
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text
 
 OUTAGE, POOL, DATA, PERF, SECURITY = "db_outage", "pool_exhaustion", "data_integrity", "performance", "security_breach"
 # Ties in urgency (same severity and response target) are broken in this order.
 TYPE_ORDER = (OUTAGE, SECURITY, POOL, DATA, PERF)
 
-# The brief's playbook per incident type (override per site with the `playbooks` option).
+# The playbook of each incident type this collection ships (a site may add or rename its own
+# with the `playbooks` option). Only playbooks that exist are named.
 PLAYBOOKS = {
     OUTAGE: "playbooks/incident_db_outage.yml",
-    POOL: "playbooks/incident_pool_exhaustion.yml",
-    DATA: "playbooks/incident_data_integrity.yml",
-    PERF: "playbooks/incident_performance.yml",
-    SECURITY: "playbooks/incident_security_breach.yml",
+}
+RUNBOOK_AVAILABLE, RUNBOOK_PLANNED = "available", "planned"
+# The seed's response steps, for a type whose runbook playbook is planned but not built yet.
+MANUAL_STEPS = {
+    POOL: "monitor the pools, adjust their configuration, restart services if needed",
+    DATA: "identify the scope, quarantine the affected data, begin recovery procedures",
+    PERF: "check the queries, optimize indexes, scale resources",
+    SECURITY: "contain, investigate, document, notify stakeholders (Security Team, Legal)",
 }
 
 SEVERITY_ORDER = ("low", "medium", "high", "critical")
@@ -110,10 +121,6 @@ Evidence = Dict[str, Any]
 # --------------------------------------------------------------------------- small helpers
 
 
-def worse_or_equal(status: Optional[str], minimum: str) -> bool:
-    return STATUS_RANK.get(status or OK, 0) >= STATUS_RANK[minimum]
-
-
 def rule_for(source: str, check: str) -> Optional[Rule]:
     return RULES_BY_KEY.get((source, check))
 
@@ -121,7 +128,7 @@ def rule_for(source: str, check: str) -> Optional[Rule]:
 def finding_type(source: str, found: Mapping[str, Any]) -> Optional[str]:
     """The incident type a finding is evidence of, or None (not OK findings then become notes)."""
     rule = rule_for(source, str(found.get("check")))
-    if rule is None or not worse_or_equal(found.get("status"), rule.minimum):
+    if rule is None or not at_least(found.get("status"), rule.minimum):
         return None
     return rule.incident_type
 
@@ -141,7 +148,7 @@ def evidence(
         "host": host,
         "check": check,
         "status": status,
-        "message": message,
+        "message": redact_text(message),
     }
     item.update(extra)
     return item
@@ -167,7 +174,7 @@ def mentions(text: str, word: str) -> bool:
 
 
 def without_userinfo(url: str) -> str:
-    """A URL without user:password@, for messages."""
+    """A URL as messages show it, without user:password@ (evidence() redacts what else it carries)."""
     return re.sub(r"(?<=://)[^/@\s]*@", "", url or "")
 
 
@@ -538,7 +545,7 @@ def build_incident(
     except escalation.PolicyError as error:
         raise TriageError("incident policy: %s" % error) from None
     # The servers' own evidence first, worst first; PostHog only corroborates.
-    ranked = sorted(items, key=lambda item: (item["source"] == "posthog", -STATUS_RANK.get(item["status"], 0)))
+    ranked = sorted(items, key=lambda item: (item["source"] == "posthog", -rank(item["status"])))
     headline = "; ".join(item["message"] for item in ranked[:EVIDENCE_IN_HEADLINE])
     if len(ranked) > EVIDENCE_IN_HEADLINE:
         headline += " (and %d more)" % (len(ranked) - EVIDENCE_IN_HEADLINE)
@@ -553,12 +560,30 @@ def build_incident(
         "severity": severity,
         "response_target_minutes": chosen["type"]["response_target_minutes"],
         "severity_response_minutes": chosen["severity_policy"].get("response_minutes"),
-        "playbook": playbooks.get(incident_type) or PLAYBOOKS[incident_type],
+        **runbook_for(incident_type, playbooks, tier, incident_id),
         "extra_vars": extra_vars,
         "incident_id": incident_id,
         "headline": headline,
         "evidence": ranked,
     }
+
+
+def runbook_for(
+    incident_type: str, playbooks: Mapping[str, str], tier: str, incident_id: Optional[str]
+) -> Dict[str, Any]:
+    """The playbook that handles the type (or null while its runbook is planned) and the next step in words."""
+    playbook = playbooks.get(incident_type) or None
+    if playbook is None:
+        steps = MANUAL_STEPS.get(incident_type, "follow the site's procedure")
+        return {
+            "playbook": None,
+            "runbook_status": RUNBOOK_PLANNED,
+            "next_step": "no playbook yet (runbook planned); respond by hand: %s" % steps,
+        }
+    run = "%s -e incident_tier=%s" % (playbook, tier)
+    if incident_id:
+        run += " -e incident_id=%s" % incident_id
+    return {"playbook": playbook, "runbook_status": RUNBOOK_AVAILABLE, "next_step": "run %s" % run}
 
 
 def urgency(incident: Mapping[str, Any], tier_order: Mapping[str, int]) -> Tuple[int, float, int, int]:
@@ -614,9 +639,6 @@ def tier_summary(tier: Mapping[str, Any]) -> List[str]:
     else:
         lines = ["%s: %d incident(s) (%s)." % (tier["name"], len(tier["incidents"]), where)]
     for incident in tier["incidents"]:
-        run = "%s -e incident_tier=%s" % (incident["playbook"], tier["name"])
-        if incident["incident_id"]:
-            run += " -e incident_id=%s" % incident["incident_id"]
         lines.append(
             "%s - severity %s, respond within %s min: %s"
             % (
@@ -626,7 +648,7 @@ def tier_summary(tier: Mapping[str, Any]) -> List[str]:
                 incident["headline"],
             )
         )
-        lines.append("  run %s" % run)
+        lines.append("  %s" % incident["next_step"])
     notes = [note for note in tier["notes"] if note["status"] != OK]
     for note in notes[:NOTES_IN_SUMMARY]:
         lines.append("Note: %s" % note["message"])
@@ -767,6 +789,7 @@ INCIDENT_STAT_KEYS = (
     "severity",
     "response_target_minutes",
     "playbook",
+    "runbook_status",
     "incident_id",
     "extra_vars",
     "headline",

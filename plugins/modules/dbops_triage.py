@@ -13,6 +13,10 @@ description:
     M(penguinmails.dbops.pgbouncer_pools) per PgBouncer host, of M(penguinmails.dbops.posthog_alerts)
     and of the admin panel status check (M(ansible.builtin.uri)), and says per tier which incident
     types they show, how severe each one is, its response target and which playbook handles it.
+  - Only playbooks that exist are named. This collection ships C(playbooks/incident_db_outage.yml);
+    the runbooks of the other types are planned, so their incidents have no playbook
+    (C(runbook_status=planned)) and their next step is the seed's procedure, by hand, unless
+    O(playbooks) names one of the site's own.
   - Discovers each tier's live primary from the servers' answers, never from the inventory. A tier
     without exactly one reachable primary is a C(db_outage) (none, or split brain).
   - Findings become evidence through a fixed rule table (see docs/triage.md). PgBouncer waiting
@@ -104,7 +108,8 @@ options:
   playbooks:
     description:
       - Playbook (or AWX job template name) per incident type, over the built-in
-        C(playbooks/incident_<type>.yml) names.
+        C(db_outage=playbooks/incident_db_outage.yml). A type named here has its runbook
+        C(available); a type neither here nor built in has its runbook C(planned) and no playbook.
     type: dict
     default: {}
   incident_id_base:
@@ -179,14 +184,17 @@ incidents:
   description:
     - Every incident found, most urgent first (severity, then response target). Each has C(tier),
       C(type), C(label), C(severity), C(response_target_minutes), C(severity_response_minutes),
-      C(playbook), C(extra_vars) (C(incident_tier) and C(incident_id) for the playbook), C(incident_id),
+      C(playbook) (null while the type's runbook is planned), C(runbook_status) (C(available) or
+      C(planned)), C(next_step) (the command to run, or the steps to take by hand),
+      C(extra_vars) (C(incident_tier) and C(incident_id) for the playbook), C(incident_id),
       C(headline) and C(evidence) (C(type), C(source), C(host), C(check), C(status), C(severity),
       C(message), and the finding's C(value), C(threshold), C(subject) when it came from one).
   returned: always
   type: list
   elements: dict
   sample: [{"tier": "oltp", "type": "db_outage", "severity": "critical", "response_target_minutes": 5,
-            "playbook": "playbooks/incident_db_outage.yml", "incident_id": "INC-1-oltp-db_outage",
+            "playbook": "playbooks/incident_db_outage.yml", "runbook_status": "available",
+            "incident_id": "INC-1-oltp-db_outage",
             "headline": "no reachable primary: oltp-1 does not answer (refused); oltp-2 is a standby"}]
 types_found:
   description: The incident types found on any tier, in the order db_outage, security_breach, pool_exhaustion,
@@ -207,8 +215,9 @@ notes:
 stats:
   description:
     - What to publish with M(ansible.builtin.set_stats) for AWX. C(dbops_triage) holds C(incident_id_base),
-      C(check_mode), C(types_found), C(tiers) (status, primary, types, incident_ids), C(incidents) (without
-      evidence) and C(by_type) (the extra vars of the most urgent incident of each type).
+      C(check_mode), C(types_found), C(tiers) (status, primary, types, incident_ids), C(incidents) (tier,
+      type, severity, response_target_minutes, playbook, runbook_status, incident_id, extra_vars, headline;
+      no evidence) and C(by_type) (the extra vars of the most urgent incident of each type).
     - The most urgent incident's C(incident_tier), C(incident_type), C(incident_severity) and C(incident_id)
       are at the top level, so the next job template of a workflow continues its record.
   returned: always

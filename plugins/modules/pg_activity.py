@@ -30,8 +30,12 @@ options:
     description:
       - V(list) only reports the matching sessions.
       - V(cancel) cancels their current query, V(terminate) ends their connection.
-      - Signalling requires at least one filter beyond O(states), so that a bare
-        O(action=terminate) can never end every active session.
+      - Signalling requires at least one filter beyond O(states) that picks sessions out, so that a
+        bare O(action=terminate) can never end every active session. Filters that match (almost)
+        every session do not count - O(min_duration) under 1 second, O(client_addresses) that span
+        every address (V(0.0.0.0/0), V(::/0)), O(blocked=false), O(blocking=false), lists of empty
+        names - unless O(allow_all=true).
+      - At most O(max_sessions) sessions are signalled by one call.
     type: str
     default: list
     choices: [list, cancel, terminate]
@@ -69,6 +73,7 @@ options:
     description:
       - Match only sessions whose client address lies in one of these addresses or CIDR ranges,
         for example V(10.0.0.0/8). Unix socket sessions have no address and never match.
+      - Ranges that together span every address do not count as a filter for signalling.
     type: list
     elements: str
   wait_event_types:
@@ -93,6 +98,20 @@ options:
     description: Match only these backend process IDs.
     type: list
     elements: int
+  allow_all:
+    description:
+      - Allow O(action=cancel) or O(action=terminate) without a filter that picks sessions out,
+        that is on every session matching O(states). O(max_sessions) still applies.
+    type: bool
+    default: false
+  max_sessions:
+    description:
+      - Most sessions one call cancels or terminates, oldest query first. The matching sessions beyond
+        it are left alone and reported in RV(over_limit), with RV(limit_reached) true and a warning;
+        run again (or raise the limit) to act on them.
+      - At least 1.
+    type: int
+    default: 20
   allow_superuser:
     description:
       - Also signal sessions of superusers. Without it they are reported under RV(skipped).
@@ -108,6 +127,7 @@ options:
     description:
       - Seconds to wait for terminated sessions to disappear. Sessions still present then are
         reported in RV(still_present) with a warning; the task does not fail.
+      - From 0.1 to 3600.
     type: float
     default: 10
 attributes:
@@ -184,6 +204,19 @@ skipped:
   type: list
   elements: dict
   sample: [{"pid": 4301, "user": "postgres", "reason": "superuser session; set allow_superuser to include it"}]
+over_limit:
+  description:
+    - Matching sessions left alone because O(max_sessions) were already acted on, with the fields of
+      RV(acted_on). Empty unless RV(limit_reached).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+limit_reached:
+  description: True when more sessions matched than O(max_sessions); only the first ones were acted on.
+  returned: always
+  type: bool
+  sample: false
 vanished:
   description:
     - PIDs listed as matching that no longer matched when the signal was sent (the session ended,
@@ -222,24 +255,23 @@ endpoint:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.activity import (
     ACTIONS,
+    DEFAULT_MAX_SESSIONS,
     DURATION_BASES,
     SessionFilter,
-    list_sessions,
-    preview,
-    signal_sessions,
-    signal_statement,
-    split_targets,
-    wait_until_gone,
+    SignalRequest,
+    act_on_sessions,
+    empty_result,
+    signal_refusal,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
-    ConnectionParams,
+    check_module_timeouts,
     close_quietly,
     connect,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
-    statement_text,
 )
 
 
@@ -259,6 +291,8 @@ def argument_spec() -> dict:
         blocked={"type": "bool"},
         blocking={"type": "bool"},
         pids={"type": "list", "elements": "int"},
+        allow_all={"type": "bool", "default": False},
+        max_sessions={"type": "int", "default": DEFAULT_MAX_SESSIONS},
         allow_superuser={"type": "bool", "default": False},
         wait={"type": "bool", "default": True},
         wait_timeout={"type": "float", "default": 10.0},
@@ -266,79 +300,30 @@ def argument_spec() -> dict:
     return spec
 
 
-def empty_result(params: ConnectionParams) -> dict:
-    return {
-        "changed": False,
-        "endpoint": params.endpoint,
-        "sessions": [],
-        "acted_on": [],
-        "skipped": [],
-        "vanished": [],
-        "still_present": [],
-        "executed_queries": [],
-        "planned_queries": [],
-    }
-
-
-def run(module: AnsibleModule, conn, params: ConnectionParams, session_filter: SessionFilter) -> dict:
-    action = module.params["action"]
-    allow_superuser = module.params["allow_superuser"]
-    result = empty_result(params)
-    sessions = list_sessions(conn, params, session_filter)
-    result["sessions"] = sessions
-    if action == "list" or not sessions:
-        return result
-
-    targets, result["skipped"] = split_targets(sessions, allow_superuser)
-    if not targets:
-        return result
-    if module.check_mode:
-        text, args = signal_statement(session_filter, action, targets, allow_superuser)
-        result["planned_queries"] = [statement_text(conn, text, args)]
-        result["acted_on"] = [preview(session) for session in targets]
-        result["changed"] = True
-        return result
-
-    signalled, executed = signal_sessions(conn, params, session_filter, action, targets, allow_superuser)
-    result["executed_queries"] = [executed]
-    by_pid = {session["pid"]: session for session in targets}
-    result["acted_on"] = [preview(by_pid[pid]) for pid in signalled]
-    result["vanished"] = sorted(set(by_pid) - set(signalled))
-    result["changed"] = bool(signalled)
-    if action == "terminate" and module.params["wait"] and signalled:
-        gone_candidates = [by_pid[pid] for pid in signalled]
-        result["still_present"] = wait_until_gone(conn, params, gone_candidates, module.params["wait_timeout"])
-        if result["still_present"]:
-            module.warn(
-                "terminated sessions %s were still present after %.1f s"
-                % (result["still_present"], module.params["wait_timeout"])
-            )
-    return result
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     ensure_psycopg2(module)
+    check_module_timeouts(module, ["wait_timeout"])
 
     session_filter = SessionFilter.from_module_params(module.params)
     try:
         session_filter.validate()
     except ValueError as error:
         module.fail_json(msg=str(error))
-    if module.params["action"] != "list" and not session_filter.narrows():
-        module.fail_json(
-            msg="refusing to %s every session in states %s: give at least one more filter "
-            "(min_duration, users, databases, application_names, client_addresses, wait_event_types, "
-            "wait_events, blocked, blocking or pids)" % (module.params["action"], session_filter.states or "any")
-        )
+    if module.params["max_sessions"] < 1:
+        module.fail_json(msg="max_sessions must be at least 1, got %d" % module.params["max_sessions"])
+    refusal = signal_refusal(session_filter, module.params["action"], module.params["allow_all"])
+    if refusal:
+        module.fail_json(msg=refusal)
 
-    params = ConnectionParams.from_module_params(module.params)
+    params = connection_params(module)
+    request = SignalRequest.from_module_params(module.params)
     conn = None
     try:
         conn = connect(params)
-        result = run(module, conn, params, session_filter)
+        result = act_on_sessions(conn, params, session_filter, request, module.check_mode, module.warn)
     except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, **empty_result(params))
+        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, **empty_result(params.endpoint))
     finally:
         close_quietly(conn)
     module.exit_json(**json_safe(result))

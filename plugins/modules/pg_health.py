@@ -414,9 +414,7 @@ timing:
   type: dict
   sample: {"connect_ms": 3.1, "query_ms": 9.8, "elapsed_ms": 14.0, "connections": 2, "statements": 2}
 servers:
-  description:
-    - Fleet mode, the result of each server keyed by its O(servers[].name) (the inventory hostname),
-      each with the keys documented above for one server.
+  description: Fleet mode, the result of each server keyed by name (see O(servers)).
   returned: when O(servers) is set
   type: dict
   sample: {"oltp_1": {"status": "OK", "role": "primary", "reachable": true},
@@ -427,9 +425,7 @@ statuses:
   type: dict
   sample: {"oltp_1": "OK", "oltp_2": "CRITICAL"}
 unreachable_servers:
-  description:
-    - Fleet mode, names of the servers that could not be reached or did not answer.
-    - (Not C(unreachable), which Ansible reads as "the task's host was unreachable".)
+  description: Fleet mode, names of the servers that could not be reached (see O(servers)).
   returned: when O(servers) is set
   type: list
   elements: str
@@ -437,6 +433,12 @@ unreachable_servers:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import (
+    UNKNOWN,
+    finding,
+    should_fail,
+    worst,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
     fleet_targets,
     internal_error,
@@ -446,17 +448,14 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
 from ansible_collections.penguinmails.dbops.plugins.module_utils.health import (
     CHECKS,
     DEFAULT_CHECKS,
-    UNKNOWN,
     collect_health,
     failure_message,
-    finding,
-    should_fail,
     thresholds_argument_spec,
-    worst,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
 )
 
@@ -529,7 +528,7 @@ def internal_error_result(connection: ConnectionParams, error: BaseException) ->
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     ensure_psycopg2(module)
-    base = ConnectionParams.from_module_params(module.params)
+    base = connection_params(module)
     if module.params["servers"] is not None:
         run_fleet_mode(module, base)
     else:

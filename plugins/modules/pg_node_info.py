@@ -201,18 +201,13 @@ replication_slots:
   elements: dict
   sample: [{"slot_name": "oltp_2", "slot_type": "physical", "active": true, "retained_bytes": 0}]
 servers:
-  description:
-    - Fleet mode, the result of each server keyed by its O(servers[].name) (the inventory hostname).
-    - Each value holds the keys documented above for one server (C(reachable), C(role), C(endpoint),
-      C(conn_err_msg), C(in_recovery), C(timeline_id), C(replicas), ...).
+  description: Fleet mode, the result of each server keyed by name (see O(servers)).
   returned: when O(servers) is set
   type: dict
   sample: {"oltp_1": {"reachable": true, "role": "primary", "endpoint": "127.0.0.1:57101"},
            "oltp_2": {"reachable": false, "role": "down", "conn_err_kind": "timeout"}}
 unreachable_servers:
-  description:
-    - Fleet mode, names of the servers that could not be reached or did not answer.
-    - (Not C(unreachable), which Ansible reads as "the task's host was unreachable".)
+  description: Fleet mode, names of the servers that could not be reached (see O(servers)).
   returned: when O(servers) is set
   type: list
   elements: str
@@ -229,6 +224,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info impor
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionParams,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
 )
 
@@ -260,7 +256,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
 
-    base = ConnectionParams.from_module_params(module.params)
+    base = connection_params(module)
     if module.params["servers"] is not None:
         run_fleet_mode(module, base)
         return

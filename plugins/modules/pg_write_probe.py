@@ -14,7 +14,8 @@ description:
     shows that row, i.e. replays the new primary's WAL.
   - The probe row is a heartbeat, not application data - the same row (O(probe_id)) is overwritten
     on each run - so the module reports C(changed=false), like a monitoring check.
-  - In check mode it only runs C(SELECT 1) through the endpoint and reads the replicas; nothing is written.
+  - In check mode it only runs C(SELECT 1) through the endpoint and reads the replicas; nothing is written,
+    and RV(executed_queries) lists the statements a normal run would send.
   - The table is created when missing (C(CREATE TABLE IF NOT EXISTS)), which needs the CREATE privilege
     on the schema; create it once in advance when the login has no such right.
 author:
@@ -68,7 +69,7 @@ options:
     description: Database on the replicas; defaults to the database behind O(login_db) with the same name.
     type: str
   visibility_timeout:
-    description: Seconds to wait for the row to appear on every replica.
+    description: Seconds to wait for the row to appear on every replica, from 0.1 to 3600.
     type: float
     default: 10
 attributes:
@@ -122,7 +123,7 @@ visible_ms:
   type: float
   sample: 40.2
 executed_queries:
-  description: Statements executed through the endpoint.
+  description: Statements executed through the endpoint (in check mode, the ones that would be).
   returned: always
   type: list
   elements: str
@@ -138,15 +139,16 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import se
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
-    ConnectionParams,
+    StatementRunner,
+    check_module_timeouts,
     close_quietly,
     connect,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
     execute,
     quote_ident,
     sql,
-    statement_text,
 )
 
 
@@ -165,15 +167,16 @@ def probe_statements(schema: str, table: str):
 
 
 def write(module, params, statements):
+    """(when the row was written, or None in check mode; the statements run, or planned in check mode)."""
     create, upsert, _read = statements
+    runner = StatementRunner(module.check_mode)
     conn = connect(params)
     try:
         if module.check_mode:
-            execute(conn, params, "SELECT 1")
-            return None, []
-        execute(conn, params, create)
-        written_at = execute(conn, params, upsert, (module.params["probe_id"],)).fetchone()[0]
-        return written_at, [statement_text(conn, create), statement_text(conn, upsert, (module.params["probe_id"],))]
+            execute(conn, params, "SELECT 1")  # the endpoint answers; nothing is written
+        runner.run(conn, params, create)
+        written = runner.run(conn, params, upsert, (module.params["probe_id"],))
+        return (written.fetchone()[0] if written else None), runner.executed
     finally:
         close_quietly(conn)
 
@@ -228,8 +231,9 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
+    check_module_timeouts(module, ["visibility_timeout"])
 
-    params = ConnectionParams.from_module_params(module.params)
+    params = connection_params(module)
     replica_base = dataclasses.replace(
         params,
         user=module.params["replica_login_user"] or params.user,

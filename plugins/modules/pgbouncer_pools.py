@@ -77,37 +77,50 @@ options:
         C(connection_pool_config) tables. Unset skips stored metrics.
       - Missing tables or an unreachable database are reported in RV(metrics), never fatal,
         unless O(record_sample=true).
+      - Takes the PostgreSQL connection options of the other modules of this collection; one left
+        out takes the default its description names, and O(metrics_db.connect_timeout) and
+        O(metrics_db.query_timeout) take this module's O(connect_timeout) and O(query_timeout).
+        No environment variable applies.
     type: dict
     suboptions:
       login_host:
-        description: Host name or IP address of the PostgreSQL server; empty means the Unix socket.
+        description: Host name or IP address of the PostgreSQL server; empty (the default) means the Unix socket.
         type: str
-        default: ''
       login_port:
-        description: TCP port of the server.
+        description: TCP port of the server (default 5432).
         type: int
-        default: 5432
       login_user:
-        description: Role to log in as; needs SELECT (and INSERT, UPDATE for O(record_sample)) on the tables.
+        description:
+          - Role to log in as (default C(postgres)); needs SELECT (and INSERT, UPDATE for O(record_sample))
+            on the tables.
         type: str
-        default: postgres
       login_password:
         description: Password of O(metrics_db.login_user). Never logged or returned.
         type: str
-        default: ''
       login_db:
-        description: Database that holds the tables.
+        description: Database that holds the tables (default C(postgres)).
         type: str
-        default: postgres
       login_unix_socket:
         description: Directory of the server's Unix socket; overrides O(metrics_db.login_host) when set.
         type: str
-        default: ''
       ssl_mode:
-        description: libpq C(sslmode).
+        description: libpq C(sslmode) (default V(prefer)).
         type: str
-        default: prefer
         choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: CA certificate file that must have signed the server's certificate (libpq C(sslrootcert)).
+        type: path
+        aliases: [ssl_rootcert]
+      connect_timeout:
+        description: Seconds to wait for the connection, enforced on the client side; from 0.1 to 3600.
+        type: float
+      query_timeout:
+        description: Seconds each statement may take, enforced on the client side; from 0.1 to 3600.
+        type: float
+      target_session_attrs:
+        description: libpq C(target_session_attrs) (default V(any)); V(read-write) refuses a standby.
+        type: str
+        choices: [any, read-write, read-only, primary, standby, prefer-standby]
   metrics_schema:
     description: Schema of the metrics tables.
     type: str
@@ -276,9 +289,9 @@ planned_queries:
   elements: str
 """
 
-import contextlib
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import OK, overall_status, should_fail
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
     admin_params,
@@ -286,41 +299,22 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer impor
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import (
     Thresholds,
-    all_findings,
-    config_subset,
     metrics_tables_present,
-    overall_status,
-    read_console,
+    observe_pools,
     read_metrics,
     sample_rows,
-    sample_statements,
-    should_fail,
-    summarise_pools,
-    unreachable_finding,
+    write_sample,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    TIMEOUT_OPTIONS,
     ConnectionFailure,
     ConnectionParams,
     close_quietly,
     connect,
+    connection_entry_spec,
+    connection_params,
     ensure_psycopg2,
-    execute,
-    statement_text,
 )
-
-METRICS_DB_SPEC = {
-    "login_host": {"type": "str", "default": ""},
-    "login_port": {"type": "int", "default": 5432},
-    "login_user": {"type": "str", "default": "postgres"},
-    "login_password": {"type": "str", "default": "", "no_log": True},
-    "login_db": {"type": "str", "default": "postgres"},
-    "login_unix_socket": {"type": "str", "default": ""},
-    "ssl_mode": {
-        "type": "str",
-        "default": "prefer",
-        "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"],
-    },
-}
 
 
 def argument_spec() -> dict:
@@ -335,7 +329,7 @@ def argument_spec() -> dict:
         client_connections_warning={"type": "float", "default": 80.0},
         client_connections_critical={"type": "float", "default": 95.0},
         fail_on={"type": "str", "default": "never", "choices": ["critical", "warning", "never"]},
-        metrics_db={"type": "dict", "options": METRICS_DB_SPEC},
+        metrics_db={"type": "dict", "options": connection_entry_spec()},
         metrics_schema={"type": "str", "default": "public"},
         metrics_window={"type": "float", "default": 300.0},
         metrics_limit={"type": "int", "default": 500},
@@ -346,62 +340,12 @@ def argument_spec() -> dict:
 
 
 def metrics_params(module: AnsibleModule) -> ConnectionParams:
+    """metrics_db's connection; its timeouts default to the module's own."""
     options = dict(module.params["metrics_db"])
-    options["connect_timeout"] = module.params["connect_timeout"]
-    options["query_timeout"] = module.params["query_timeout"]
-    return ConnectionParams.from_module_params(options)
-
-
-def live_pools(module: AnsibleModule, thresholds: Thresholds) -> dict:
-    """PgBouncer's side: the snapshot, per-pool figures and findings; unreachable is a result."""
-    params = admin_params(module.params)
-    result = {"endpoint": params.endpoint, "reachable": False, "conn_err_msg": None, "conn_err_kind": None}
-    try:
-        snapshot = read_console(params)
-    except ConnectionFailure as failure:
-        result.update(conn_err_msg=str(failure), conn_err_kind=failure.kind, pools=[], databases=[])
-        result.update(lists={}, stats=[], config={}, version=None)
-        result["findings"] = [unreachable_finding(params.endpoint, str(failure))]
-        result["_limits"] = {}
-        return result
-    pools, limits = summarise_pools(snapshot)
-    result.update(
-        reachable=True,
-        version=snapshot["version"],
-        pools=pools,
-        databases=snapshot["databases"],
-        lists={row.get("list"): row.get("items") for row in snapshot["lists"]},
-        stats=snapshot["stats"],
-        config=config_subset(snapshot["config"]),
-        findings=all_findings(snapshot, pools, limits, thresholds),
-        _limits=limits,
-    )
-    return result
-
-
-def record_sample(module: AnsibleModule, conn, params: ConnectionParams, rows) -> dict:
-    """Write (or in check mode plan) one sample in one transaction."""
-    schema = module.params["metrics_schema"]
-    statements = sample_statements(schema, rows)
-    rendered = [statement_text(conn, statement, args) for statement, args in statements]
-    if module.check_mode:
-        return {"planned_queries": rendered, "executed_queries": [], "recorded": False}
-    conn.autocommit = False
-    try:
-        for statement, args in statements:
-            execute(conn, params, statement, args)
-        conn.commit()
-    except BaseException:
-        rollback_quietly(conn)
-        raise
-    conn.autocommit = True
-    return {"planned_queries": [], "executed_queries": rendered, "recorded": True}
-
-
-def rollback_quietly(conn) -> None:
-    # The write failed; the rollback must not hide why.
-    with contextlib.suppress(Exception):
-        conn.rollback()
+    for option in TIMEOUT_OPTIONS:
+        if options.get(option) is None:
+            options[option] = module.params[option]
+    return connection_params(module, options=options)
 
 
 def stored_metrics(module: AnsibleModule, live: dict, result: dict) -> None:
@@ -448,7 +392,7 @@ def sample_into(module: AnsibleModule, live: dict, result: dict, conn, params: C
             result,
         )
     rows = sample_rows(live["pools"], live["_limits"], module.params["pool_tiers"])
-    outcome = record_sample(module, conn, params, rows)
+    outcome = write_sample(conn, params, schema, rows, module.check_mode)
     result["sample"] = {"recorded": outcome["recorded"], "rows": rows}
     result["executed_queries"] = outcome["executed_queries"]
     result["planned_queries"] = outcome["planned_queries"]
@@ -472,7 +416,7 @@ def main() -> None:
     except ValueError as error:
         module.fail_json(msg=str(error))
 
-    live = live_pools(module, thresholds)
+    live = observe_pools(connection_params(module, admin_params), thresholds)
     result = {key: value for key, value in live.items() if not key.startswith("_")}
     result["changed"] = False
     result["status"] = overall_status(result["findings"])
@@ -480,7 +424,7 @@ def main() -> None:
 
     result = json_safe(result)
     if should_fail(result["status"], module.params["fail_on"]):
-        problems = [item["message"] for item in result["findings"] if item["status"] != "OK"]
+        problems = [item["message"] for item in result["findings"] if item["status"] != OK]
         module.fail_json(msg="PgBouncer pools are %s: %s" % (result["status"], "; ".join(problems)), **result)
     module.exit_json(**result)
 

@@ -48,6 +48,7 @@ options:
     description:
       - Seconds each HTTP request may take. Latest checks are fetched only while the time spent stays
         under it, so a slow PostHog costs a bounded time.
+      - From 0.1 to 3600.
     type: float
     default: 10
   validate_certs:
@@ -201,6 +202,7 @@ elapsed_ms:
 """
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import overall_status
 from ansible_collections.penguinmails.dbops.plugins.module_utils.posthog import (
     DEFAULT_HOST,
     RUNBOOK_CONDITIONS,
@@ -208,8 +210,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.posthog import 
     collect_alerts,
     validate_conditions,
 )
-
-STATUS_ORDER = ("OK", "WARNING", "CRITICAL")
 
 
 def argument_spec() -> dict:
@@ -265,7 +265,7 @@ def main() -> None:
         max_pages=module.params["max_pages"],
     )
     result["warnings_detail"] = result.pop("warnings")
-    result["status"] = max((item["status"] for item in result["findings"]), key=STATUS_ORDER.index, default="OK")
+    result["status"] = overall_status(result["findings"])
     for warning in result["warnings_detail"]:
         module.warn(warning)
     if not result["reachable"]:

@@ -108,6 +108,24 @@ def test_checksums_and_extensions(lab):
             assert fetch_one(conn, "SHOW listen_addresses") == ("127.0.0.1",)
 
 
+def test_application_role_can_create_a_table_in_every_tier_database(lab):
+    """The lab grants CREATE on schema public to the application role (PUBLIC has only USAGE there)."""
+    app_user = lab.credentials["lab_app_user"]
+    for tier in lab.tiers():
+        database = lablib.TIERS[tier].database
+        table = "app_can_create_%s" % uuid.uuid4().hex[:12]
+        conn = lab.connect(lab.primary(tier), dbname=database, user=app_user)
+        try:
+            assert fetch_one(conn, "SELECT has_schema_privilege('public', 'CREATE')") == (True,), database
+            with conn.cursor() as cursor:
+                cursor.execute("CREATE TABLE public.%s (id int)" % table)
+            assert fetch_one(conn, "SELECT tableowner FROM pg_tables WHERE tablename = %s", (table,)) == (app_user,)
+            with conn.cursor() as cursor:
+                cursor.execute("DROP TABLE public.%s" % table)
+        finally:
+            conn.close()
+
+
 def test_second_present_run_changes_nothing(lab):
     run = lab.up()
     assert run.changed == 0, {host: counts for host, counts in run.recap.items() if counts["changed"]}

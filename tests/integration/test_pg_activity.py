@@ -59,6 +59,15 @@ def test_lists_active_queries_like_the_runbook(servers):
     assert_no_secret(result, servers)
 
 
+def test_query_previews_never_show_a_password_another_session_sent(servers):
+    with hold_sessions() as holder:
+        sleeping(holder, servers, "diag-secret", comment="ALTER ROLE x PASSWORD 'pw-Secret-7'")
+        result = run_module("pg_activity", servers.pg_args(application_names=["diag-secret"]))
+    [session] = result["sessions"]
+    assert "PASSWORD '********'" in session["query_preview"]
+    assert "pw-Secret-7" not in result["_stdout"]
+
+
 def test_filters_by_user_database_address_and_duration(servers):
     with hold_sessions() as holder:
         sleeping(holder, servers, "diag-filters")
@@ -199,6 +208,58 @@ def test_refuses_to_signal_without_a_narrowing_filter(servers):
     result = run_module("pg_activity", servers.pg_args(action="terminate"))
     assert result["failed"] is True
     assert "refusing to terminate every session" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("broad", "named"),
+    [
+        ({"client_addresses": ["0.0.0.0/0"]}, "client_addresses=0.0.0.0/0 (every address)"),
+        ({"client_addresses": ["::/0", "0.0.0.0/0"]}, "(every address)"),
+        ({"min_duration": 0.0001}, "min_duration=0.0001 (under 1.0 s)"),
+        ({"blocked": False}, "blocked=false"),
+        ({"users": [""]}, "users with only empty names"),
+    ],
+)
+def test_refuses_filters_that_match_every_session_and_signals_nothing(servers, broad, named):
+    with hold_sessions() as holder:
+        pids = sleeping(holder, servers, "diag-broad")
+        result = run_module("pg_activity", servers.pg_args(action="terminate", **broad))
+        assert result["failed"] is True
+        assert "refusing to terminate every session" in result["msg"]
+        assert named in result["msg"]
+        assert "Traceback" not in result["msg"]
+        assert backend_pids(servers, "diag-broad") == pids
+
+
+def test_max_sessions_ends_only_the_oldest_and_reports_the_rest(servers):
+    with hold_sessions() as holder:
+        pids = [sleeping(holder, servers, "diag-cap-%d" % index)[0] for index in range(3)]
+        names = ["diag-cap-%d" % index for index in range(3)]
+        args = servers.pg_args(action="terminate", application_names=names, max_sessions=2)
+        result = run_module("pg_activity", args)
+        assert not result.get("failed"), result.get("msg")
+        assert result["limit_reached"] is True
+        assert [entry["pid"] for entry in result["acted_on"]] == pids[:2]
+        assert [entry["pid"] for entry in result["over_limit"]] == pids[2:]
+        assert "3 sessions matched; max_sessions=2: the 1 beyond it were left alone" in result["_stdout"]  # a warning
+        # the one beyond the limit still runs; a rerun takes it
+        assert [pid for name in names for pid in backend_pids(servers, name)] == pids[2:]
+        again = run_module("pg_activity", args)
+        assert [entry["pid"] for entry in again["acted_on"]] == pids[2:]
+        assert again["limit_reached"] is False and again["over_limit"] == []
+
+
+def test_allow_all_lifts_the_filter_rule_but_not_the_limit(servers):
+    with hold_sessions() as holder:
+        pids = [sleeping(holder, servers, "diag-all-%d" % index)[0] for index in range(2)]
+        args = servers.pg_args(action="terminate", allow_all=True, max_sessions=1)
+        result = run_module("pg_activity", args, check_mode=True)
+        assert not result.get("failed"), result.get("msg")
+        assert result["changed"] is True
+        assert len(result["acted_on"]) == 1 and result["limit_reached"] is True
+        assert result["executed_queries"] == []
+        # check mode signalled nothing
+        assert [backend_pids(servers, "diag-all-%d" % index)[0] for index in range(2)] == pids
 
 
 def test_unreachable_server_is_one_readable_error_without_the_password(servers):

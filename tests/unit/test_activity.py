@@ -6,11 +6,14 @@ import pytest
 from ansible_collections.penguinmails.dbops.plugins.module_utils.activity import (
     QUERY_PREVIEW_CHARS,
     SessionFilter,
+    covers_every_address,
     filter_conditions,
     list_statement,
     preview,
+    signal_refusal,
     signal_statement,
     split_targets,
+    within_limit,
 )
 
 
@@ -81,7 +84,9 @@ def test_signalling_needs_a_narrowing_filter():
     assert not SessionFilter().narrows()
     assert not SessionFilter(states=["idle in transaction"]).narrows()
     assert SessionFilter(min_duration=60).narrows()
-    assert SessionFilter(blocking=False).narrows()
+    # blocking=false matches every session that blocks nobody, i.e. nearly all: not a filter
+    assert not SessionFilter(blocking=False).narrows()
+    assert SessionFilter(blocking=True).narrows()
     assert SessionFilter(pids=[42]).narrows()
 
 
@@ -117,3 +122,96 @@ def test_preview_reports_who_what_and_how_long():
     assert entry["user"] == "app"
     assert entry["duration_seconds"] == 12.346
     assert len(entry["query_preview"]) == QUERY_PREVIEW_CHARS
+
+
+# --------------------------------------------------------------------------- the guard against "every session"
+
+NO_REAL_FILTER = [
+    SessionFilter(),
+    SessionFilter(states=[]),
+    SessionFilter(min_duration=0),
+    SessionFilter(min_duration=0.0001),
+    SessionFilter(min_duration=0.999),
+    SessionFilter(client_addresses=["0.0.0.0/0"]),
+    SessionFilter(client_addresses=["::/0"]),
+    SessionFilter(client_addresses=["0.0.0.0/1", "128.0.0.0/1"]),
+    SessionFilter(client_addresses=["10.0.0.0/8", "0.0.0.0/0"]),
+    SessionFilter(blocked=False),
+    SessionFilter(blocking=False),
+    SessionFilter(blocked=False, blocking=False, min_duration=0.5, client_addresses=["::/0"]),
+    SessionFilter(users=[""]),
+    SessionFilter(application_names=["  "], databases=[""]),
+]
+
+
+@pytest.mark.parametrize("session_filter", NO_REAL_FILTER)
+@pytest.mark.parametrize("action", ["cancel", "terminate"])
+def test_filters_that_match_every_session_do_not_allow_a_signal(session_filter, action):
+    assert session_filter.narrowing_filters() == []
+    refusal = signal_refusal(session_filter, action, allow_all=False)
+    assert refusal.startswith("refusing to %s every session in states " % action)
+    assert "allow_all=true" in refusal
+    assert signal_refusal(session_filter, action, allow_all=True) is None
+    assert signal_refusal(session_filter, "list", allow_all=False) is None
+
+
+@pytest.mark.parametrize(
+    ("session_filter", "named"),
+    [
+        (SessionFilter(min_duration=0.0001), "min_duration=0.0001 (under 1.0 s)"),
+        (SessionFilter(client_addresses=["0.0.0.0/0"]), "client_addresses=0.0.0.0/0 (every address)"),
+        (SessionFilter(blocked=False), "blocked=false"),
+        (SessionFilter(users=[""]), "users with only empty names"),
+    ],
+)
+def test_the_refusal_names_the_filters_that_do_not_count(session_filter, named):
+    assert named in signal_refusal(session_filter, "terminate", allow_all=False)
+
+
+@pytest.mark.parametrize(
+    ("session_filter", "narrowing"),
+    [
+        (SessionFilter(min_duration=1), ["min_duration"]),
+        (SessionFilter(min_duration=300, users=["app"]), ["users", "min_duration"]),
+        (SessionFilter(client_addresses=["10.0.0.0/8"]), ["client_addresses"]),
+        (SessionFilter(client_addresses=["0.0.0.0/1"]), ["client_addresses"]),
+        (SessionFilter(client_addresses=["192.0.2.7"]), ["client_addresses"]),
+        (SessionFilter(blocked=True, blocking=False), ["blocked"]),
+        (SessionFilter(users=["", "app"]), ["users"]),
+        (SessionFilter(wait_event_types=["Lock"]), ["wait_event_types"]),
+        (SessionFilter(pids=[42]), ["pids"]),
+    ],
+)
+def test_real_filters_allow_a_signal(session_filter, narrowing):
+    assert session_filter.narrowing_filters() == narrowing
+    assert signal_refusal(session_filter, "terminate", allow_all=False) is None
+
+
+@pytest.mark.parametrize(
+    ("addresses", "everything"),
+    [
+        (["0.0.0.0/0"], True),
+        (["::/0"], True),
+        (["0.0.0.0/1", "128.0.0.0/1"], True),
+        (["0.0.0.0/1"], False),
+        (["10.0.0.0/8", "fd00::/8"], False),
+        (["127.0.0.1"], False),
+    ],
+)
+def test_covers_every_address(addresses, everything):
+    assert covers_every_address(addresses) is everything
+
+
+def test_a_client_address_that_is_not_one_is_refused_before_any_connection():
+    with pytest.raises(ValueError, match="client_addresses: 'db-1' is not an IP address or CIDR range"):
+        SessionFilter(client_addresses=["db-1"]).validate()
+
+
+@pytest.mark.parametrize(
+    ("count", "limit", "acted", "left"), [(3, 20, 3, 0), (20, 20, 20, 0), (25, 20, 20, 5), (5, 1, 1, 4)]
+)
+def test_at_most_max_sessions_are_acted_on_oldest_first(count, limit, acted, left):
+    targets = [{"pid": pid} for pid in range(count)]
+    chosen, over = within_limit(targets, limit)
+    assert [target["pid"] for target in chosen] == list(range(acted))
+    assert [target["pid"] for target in over] == list(range(acted, acted + left))

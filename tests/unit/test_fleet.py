@@ -1,11 +1,5 @@
 """Fleet mode: the concurrent runner, per-server overrides, the inventory filter, no_log."""
 
-import json
-import os
-import pathlib
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,8 +13,8 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import (
     servers_argument_spec,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
+from module_run import closed_port, run_module
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 BASE = ConnectionParams(host="db.example", port=5432, user="ops", password="top-secret", connect_timeout=5.0)
 
 
@@ -151,27 +145,6 @@ def test_fleet_servers_rejects_unknown_hosts_and_bad_mappings():
 
 
 # --------------------------------------------------------------------------- the modules, run as Ansible runs them
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_module(name, args, tmp_path):
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=str(REPO / ".build" / "collections"))
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "plugins" / "modules" / ("%s.py" % name)), str(args_file)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    return completed.stdout + completed.stderr, json.loads(completed.stdout)
 
 
 @pytest.mark.parametrize("module", ["pg_health", "pg_node_info"])

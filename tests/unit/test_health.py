@@ -3,6 +3,7 @@
 import pytest
 from ansible.module_utils.common.text.formatters import human_to_bytes
 from ansible_collections.penguinmails.dbops.plugins.module_utils import health
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import should_fail
 from ansible_collections.penguinmails.dbops.plugins.module_utils.health import (
     CRITICAL,
     DEFAULT_THRESHOLDS,
@@ -15,7 +16,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.health import (
     level,
     merged_thresholds,
     sequence_targets,
-    should_fail,
     standby_figures,
     summarize,
     worst,

@@ -66,3 +66,13 @@ def test_session_is_read_only_with_a_server_side_deadline():
     assert settings == {"default_transaction_read_only": "on", "statement_timeout": "2500ms"}
     assert startup_options(settings) == "-c default_transaction_read_only=on -c statement_timeout=2500ms"
     assert startup_options({"application_name": "a b\\c"}) == "-c application_name=a\\ b\\\\c"
+
+
+def test_figures_redact_secrets_in_other_sessions_query_texts():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.health import figures_from_row
+
+    query = "ALTER ROLE app PASSWORD 'pw-Secret-7'"
+    row = {"server_version_num": 170000, "in_recovery": False, "query_time": {"top": [{"pid": 1, "query": query}]}}
+    figures = figures_from_row(row)
+    assert "Secret" not in str(figures)
+    assert figures["query_time"]["top"][0]["query"] == "ALTER ROLE app PASSWORD '********'"

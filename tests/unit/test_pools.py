@@ -1,15 +1,14 @@
 """pgbouncer_pools' parsing and grading, on SHOW rows shaped like PgBouncer 1.18 and 1.25."""
 
 import pytest
+from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import overall_status, should_fail
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import (
     Thresholds,
     all_findings,
     client_connections,
     database_limits,
     number,
-    overall_status,
     sample_rows,
-    should_fail,
     summarise_pool,
     summarise_pools,
 )
@@ -281,3 +280,122 @@ def test_sample_rows_add_up_pools_per_database_and_keep_the_busiest_usage():
     assert busy["pending_acquires"] == 2 and busy["connection_usage_rate"] == 100.0
     assert busy["max_connections"] == 3 and busy["reserve_connections"] == 1
     assert quiet["active_connections"] == 0 and quiet["connection_usage_rate"] == 0.0
+
+
+class _Module:
+    """Just what metrics_params reads of an AnsibleModule."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def fail_json(self, **result):
+        raise AssertionError(result["msg"])
+
+
+def test_metrics_db_takes_every_shared_connection_option():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import connection_entry_spec
+    from ansible_collections.penguinmails.dbops.plugins.modules.pgbouncer_pools import argument_spec
+
+    assert argument_spec()["metrics_db"]["options"] == connection_entry_spec()
+    assert {"ca_cert", "target_session_attrs", "connect_timeout", "query_timeout"} <= set(connection_entry_spec())
+
+
+def test_metrics_db_connection_keeps_its_options_and_inherits_the_module_timeouts():
+    from ansible_collections.penguinmails.dbops.plugins.modules.pgbouncer_pools import metrics_params
+
+    metrics_db = dict.fromkeys(("login_port", "connect_timeout"))
+    metrics_db.update(login_host="db", ca_cert="/etc/ca.pem", target_session_attrs="read-write", query_timeout=7)
+    params = metrics_params(_Module({"metrics_db": metrics_db, "connect_timeout": 1.5, "query_timeout": 3}))
+    assert (params.host, params.port, params.ca_cert, params.target_session_attrs) == (
+        "db",
+        5432,
+        "/etc/ca.pem",
+        "read-write",
+    )
+    assert (params.connect_timeout, params.query_timeout) == (1.5, 7.0)
+
+
+# --------------------------------------------------------------------------- observing and recording
+
+
+def test_unreachable_pgbouncer_is_a_critical_result_not_an_exception():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import observe_pools
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
+    from module_run import closed_port
+
+    params = ConnectionParams(host="127.0.0.1", port=closed_port(), dbname="pgbouncer", connect_timeout=1)
+    observed = observe_pools(params, Thresholds())
+    assert (observed["reachable"], observed["conn_err_kind"]) == (False, "refused")
+    [found] = observed["findings"]
+    assert (found["check"], found["status"], found["subject"]) == ("connection", "CRITICAL", params.endpoint)
+    assert overall_status(observed["findings"]) == "CRITICAL"
+
+
+class _Transaction:
+    """A connection that records statements, commits and rollbacks; fails on the statement `fail_at`."""
+
+    def __init__(self, fail_at=None):
+        self.sent, self.events, self.fail_at, self.autocommit = [], [], fail_at, True
+
+    def cursor(self):
+        conn = self
+
+        class Cursor:
+            def mogrify(self, text, args):
+                return ("%s -- %r" % (text, sorted(args.items()))).encode()
+
+            def execute(self, statement, args=None):
+                if len(conn.sent) == conn.fail_at:
+                    raise RuntimeError("write failed")
+                conn.sent.append(statement)
+
+        return Cursor()
+
+    def commit(self):
+        self.events.append(("commit", self.autocommit))
+
+    def rollback(self):
+        self.events.append(("rollback", self.autocommit))
+
+
+def sample_row():
+    return {"pool_name": "oltp", "tier": "oltp", "pool_size": 50, "reserve_pool": 5, "active": 3, "waiting": 0}
+
+
+@pytest.fixture
+def plain_sample_statements(monkeypatch):
+    """Plain-text statements: psycopg2.sql composition needs a real connection to render."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils import pools
+
+    def statements(schema, rows):
+        return [
+            ("UPSERT %s.connection_pool_config" % schema, rows[0]),
+            ("INSERT %s.connection_pool_metrics" % schema, rows[0]),
+        ]
+
+    monkeypatch.setattr(pools, "sample_statements", statements)
+
+
+def test_a_sample_is_one_transaction_and_check_mode_plans_the_same_statements(plain_sample_statements):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import write_sample
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
+
+    params = ConnectionParams(host="db1")
+    planning, writing = _Transaction(), _Transaction()
+    planned = write_sample(planning, params, "public", [sample_row()], check_mode=True)
+    written = write_sample(writing, params, "public", [sample_row()], check_mode=False)
+    assert planning.sent == [] and planning.events == [] and planned["recorded"] is False
+    assert planned["executed_queries"] == [] and written["planned_queries"] == []
+    assert planned["planned_queries"] == written["executed_queries"] and len(written["executed_queries"]) == 2
+    assert writing.events == [("commit", False)] and writing.autocommit is True
+    assert written["recorded"] is True
+
+
+def test_a_failed_sample_write_is_rolled_back_and_raised(plain_sample_statements):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.pools import write_sample
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
+
+    failing = _Transaction(fail_at=1)
+    with pytest.raises(Exception, match="write failed"):
+        write_sample(failing, ConnectionParams(host="db1"), "public", [sample_row()], check_mode=False)
+    assert failing.events == [("rollback", False)]

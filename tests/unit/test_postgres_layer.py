@@ -45,6 +45,20 @@ def test_failure_message_names_endpoint_and_never_the_password():
     assert "\n" not in str(failure)
 
 
+@pytest.mark.parametrize(
+    "libpq_message",
+    [
+        'invalid connection option "x" in "host=db1 password=other-Secret-9 dbname=x"',
+        "could not connect: postgresql://ops:other-Secret-9@db1:5432/x?sslpassword=other-Secret-9",
+    ],
+)
+def test_failure_messages_go_through_the_shared_redaction(libpq_message):
+    params = ConnectionParams(host="db1", port=5432, user="ops", password="hunter2-secret")
+    failure = describe_failure(params, "connect", Exception(libpq_message))
+    assert "other-Secret-9" not in str(failure)
+    assert "db1:5432" in str(failure)
+
+
 def test_libpq_kwargs_keep_a_libpq_backstop_and_hide_password_from_repr():
     params = ConnectionParams(
         host="h", port=1, password="pw-xyz", connect_timeout=0.5, target_session_attrs="read-write"

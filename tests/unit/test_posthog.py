@@ -163,3 +163,15 @@ def test_collect_fetches_checks_of_relevant_alerts_only_and_reports_unreachable(
     assert down["reachable"] is False
     assert down["findings"][0]["check"] == "posthog_reachable"
     assert down["findings"][0]["status"] == "WARNING"
+
+
+def test_failure_messages_go_through_the_shared_redaction():
+    """A host given with a password or a token, or an error echoing a header, never reaches the message."""
+    target = PostHogTarget(
+        host="https://ops:pw-Secret-1@ph.example.com/?token=tok-Secret-2", project_id="7", api_key=KEY
+    )
+    for error in (URLError(OSError("no route")), RuntimeError("sent Authorization: Bearer tok-Secret-3")):
+        with pytest.raises(PostHogError) as raised:
+            get_json(target, target.alerts_url(), opener_for({target.alerts_url(): error}))
+        assert "Secret" not in str(raised.value), str(raised.value)
+        assert "ph.example.com" in str(raised.value)

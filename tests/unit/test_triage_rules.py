@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import pathlib
 
 import pytest
 from ansible_collections.penguinmails.dbops.plugins.module_utils import escalation
 from ansible_collections.penguinmails.dbops.plugins.module_utils.triage import (
     DATA,
+    MANUAL_STEPS,
     OUTAGE,
     PERF,
     PLAYBOOKS,
@@ -16,6 +18,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.triage import (
     SECURITY,
     TriageError,
     finding_type,
+    runbook_for,
     severity_of,
     triage,
 )
@@ -94,7 +97,8 @@ def test_rule_table_names_real_checks_and_types():
         if rule.source == "postgres":
             assert rule.check in CHECKS
     assert {rule.incident_type for rule in RULES} == {POOL, PERF, DATA}  # outage and security are tier rules
-    assert set(PLAYBOOKS) == set(escalation.INCIDENT_TYPES)
+    # every type has a next step: its playbook, or (runbook planned) the seed's steps by hand
+    assert set(PLAYBOOKS) | set(MANUAL_STEPS) == set(escalation.INCIDENT_TYPES)
 
 
 def test_unknown_checks_are_notes():
@@ -273,7 +277,8 @@ def test_security_rules(logins, cidrs, expected, reason):
         [incident] = tier["incidents"]
         assert reason in incident["headline"]
         assert (incident["severity"], incident["response_target_minutes"]) == ("critical", 5)
-        assert incident["playbook"] == "playbooks/incident_security_breach.yml"
+        # no security playbook is built yet: named as planned, never as a file that does not exist
+        assert (incident["playbook"], incident["runbook_status"]) == (None, "planned")
 
 
 def test_expected_superusers_default_is_postgres_only():
@@ -402,6 +407,27 @@ def test_admin_panel(uri, status, text):
         assert "look at the application side" in result["summary"][-1]
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        {"status": 200, "url": "http://admin-panel/status?token=tok-Secret-1&view=short"},
+        {"status": 200, "url": "https://ops:pw-Secret-1@admin-panel/status?api_key=tok-Secret-2"},
+        {
+            "status": -1,
+            "url": "http://admin-panel/status?access_token=tok-Secret-1",
+            "msg": "Request failed: GET http://admin-panel/status?access_token=tok-Secret-1 "
+            "Authorization: Bearer tok-Secret-2",
+        },
+    ],
+)
+def test_admin_panel_secrets_in_the_url_or_the_error_never_reach_the_output(uri):
+    result = run(admin_panel=uri)
+    [note] = result["notes"]
+    assert "admin-panel/status" in note["message"]
+    assert "Secret" not in str(result), note["message"]
+    assert "********" in note["message"]
+
+
 def test_skipped_admin_panel_check_says_nothing():
     assert run(admin_panel={"skipped": True})["notes"] == []
 
@@ -493,6 +519,57 @@ def test_summary_says_what_which_playbook_severity_and_target():
     assert lines[2] == "  run playbooks/incident_db_outage.yml -e incident_tier=oltp -e incident_id=T1-oltp-db_outage"
 
 
+def test_only_playbooks_that_exist_are_recommended():
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    assert PLAYBOOKS == {OUTAGE: "playbooks/incident_db_outage.yml"}
+    for playbook in PLAYBOOKS.values():
+        assert (repo / playbook).is_file(), playbook
+    for incident_type in escalation.INCIDENT_TYPES:
+        built = (repo / "playbooks" / ("incident_%s.yml" % incident_type)).is_file()
+        assert built == (incident_type in PLAYBOOKS), "%s: list a built playbook in PLAYBOOKS" % incident_type
+
+
+@pytest.mark.parametrize(
+    ("incident_type", "steps"),
+    [
+        (POOL, "monitor the pools, adjust their configuration, restart services if needed"),
+        (DATA, "identify the scope, quarantine the affected data, begin recovery procedures"),
+        (PERF, "check the queries, optimize indexes, scale resources"),
+        (SECURITY, "contain, investigate, document, notify stakeholders (Security Team, Legal)"),
+    ],
+)
+def test_a_type_without_a_playbook_is_named_with_its_runbook_planned(incident_type, steps):
+    planned = runbook_for(incident_type, PLAYBOOKS, "oltp", "T1-oltp-%s" % incident_type)
+    assert planned == {
+        "playbook": None,
+        "runbook_status": "planned",
+        "next_step": "no playbook yet (runbook planned); respond by hand: %s" % steps,
+    }
+
+
+def test_a_site_playbook_makes_a_planned_runbook_available():
+    available = runbook_for(SECURITY, {SECURITY: "AWX: lockdown"}, "oltp", None)
+    assert available == {
+        "playbook": "AWX: lockdown",
+        "runbook_status": "available",
+        "next_step": "run AWX: lockdown -e incident_tier=oltp",
+    }
+
+
+def test_summary_and_stats_of_a_planned_runbook():
+    servers = healthy_servers()
+    servers["oltp-1"] = server("primary", problems=[problem("lockwait", CRITICAL)])
+    result = run(servers, incident_id_base="T1")
+    [incident] = result["incidents"]
+    assert (incident["type"], incident["playbook"], incident["runbook_status"]) == (PERF, None, "planned")
+    lines = result["tiers"]["oltp"]["summary"]
+    assert (
+        lines[2]
+        == "  no playbook yet (runbook planned); respond by hand: check the queries, optimize indexes, scale resources"
+    )
+    assert not any("incident_performance.yml" in line for line in lines)
+
+
 def test_playbooks_can_be_renamed_per_site():
     servers = healthy_servers()
     servers["oltp-1"] = server("down")
@@ -554,6 +631,10 @@ def test_stats_carry_the_most_urgent_incident_for_the_next_job_template():
         "incident_severity": "low",
     }
     assert "evidence" not in triage_stats["incidents"][0]
+    assert [(item["type"], item["playbook"], item["runbook_status"]) for item in triage_stats["incidents"]] == [
+        (OUTAGE, "playbooks/incident_db_outage.yml", "available"),
+        (PERF, None, "planned"),
+    ]
 
 
 def test_no_incident_publishes_no_incident_keys():

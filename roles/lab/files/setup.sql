@@ -57,7 +57,9 @@ SELECT NOT EXISTS (SELECT FROM pg_database WHERE datname = :'tier_db') AS missin
 CREATE DATABASE :"tier_db";
 \echo CHANGED: created database :tier_db
 \endif
-SELECT NOT has_database_privilege(:'app_user', :'tier_db', 'CONNECT, TEMPORARY') AS missing \gset
+-- One privilege per has_*_privilege call: with a list it is true when ANY of them is held.
+SELECT NOT (has_database_privilege(:'app_user', :'tier_db', 'CONNECT')
+            AND has_database_privilege(:'app_user', :'tier_db', 'TEMPORARY')) AS missing \gset
 \if :missing
 GRANT CONNECT, TEMPORARY ON DATABASE :"tier_db" TO :"app_user";
 \echo CHANGED: granted CONNECT, TEMPORARY on :tier_db to :app_user
@@ -78,7 +80,9 @@ CREATE EXTENSION amcheck;
 \echo CHANGED: created extension amcheck in :tier_db
 \endif
 
-SELECT NOT has_schema_privilege(:'app_user', 'public', 'USAGE, CREATE') AS missing \gset
+-- PUBLIC holds USAGE on public (and, since PostgreSQL 15, not CREATE): test each one.
+SELECT NOT (has_schema_privilege(:'app_user', 'public', 'USAGE')
+            AND has_schema_privilege(:'app_user', 'public', 'CREATE')) AS missing \gset
 \if :missing
 GRANT USAGE, CREATE ON SCHEMA public TO :"app_user";
 \echo CHANGED: granted USAGE, CREATE on schema public to :app_user
