@@ -93,8 +93,8 @@ executed_queries:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionParams,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.promote import Promotion
@@ -110,7 +110,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
     promotion = Promotion(
-        ConnectionParams.from_module_params(module.params),
+        connection_params(module),
         module.params["wait_seconds"],
         module.params["promote_timeout"],
         module.params["synchronous_standby_names"],

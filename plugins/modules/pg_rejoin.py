@@ -129,8 +129,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionParams,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.rejoin import Rejoin
@@ -150,12 +150,11 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
+    primary = connection_params(module)
     if not os.path.isfile(os.path.join(module.params["data_dir"], "PG_VERSION")):
         module.fail_json(msg="%s is not a PostgreSQL data directory (no PG_VERSION)" % module.params["data_dir"])
     try:
-        rejoin = Rejoin(
-            ConnectionParams.from_module_params(module.params), module.params, module.run_command, module.check_mode
-        )
+        rejoin = Rejoin(primary, module.params, module.run_command, module.check_mode)
         result = rejoin.run()
     except ActionFailed as failure:
         module.fail_json(msg=str(failure), **failure.result)

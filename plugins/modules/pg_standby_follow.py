@@ -123,8 +123,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionParams,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import Follower
@@ -149,7 +149,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
 
-    follower = Follower(ConnectionParams.from_module_params(module.params), module.params, module.check_mode)
+    follower = Follower(connection_params(module), module.params, module.check_mode)
     try:
         result = follower.run(module.params["standbys"], module.params["create_slots"])
     except ActionFailed as failure:

@@ -113,7 +113,11 @@ actions:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import admin_params, pgbouncer_argument_spec
-from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ensure_psycopg2
+from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    check_module_timeouts,
+    connection_params,
+    ensure_psycopg2,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import PgBouncerEntry
 
 
@@ -134,9 +138,11 @@ def main() -> None:
         required_if=[("state", "present", ("ini_path", "host", "port"))],
     )
     ensure_psycopg2(module)
+    check_module_timeouts(module, ["pause_timeout"])
+    console = connection_params(module, build=admin_params)
     entry = PgBouncerEntry(module.params, module.check_mode)
     try:
-        result = entry.run(admin_params(module.params), module.params["state"])
+        result = entry.run(console, module.params["state"])
     except ActionFailed as failure:
         module.fail_json(msg=str(failure), **failure.result)
     module.exit_json(**result)

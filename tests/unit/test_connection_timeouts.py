@@ -72,6 +72,21 @@ MODULE_CASES = [
     ("pg_activity", {}, "connect_timeout", "nan"),
     ("pg_write_probe", {}, "query_timeout", "inf"),
     ("pgbouncer_pools", {}, "connect_timeout", -3),
+    ("pg_promote", {}, "query_timeout", "nan"),
+    (
+        "pg_rejoin",
+        {
+            "data_dir": "/nonexistent",
+            "bin_dir": "/nonexistent",
+            "member_name": "m",
+            "replication_conninfo": "user=replicator",
+        },
+        "connect_timeout",
+        0,
+    ),
+    ("pg_standby_follow", {"primary_host": "127.0.0.1", "primary_port": 1, "standbys": []}, "query_timeout", "inf"),
+    ("pgbouncer_database", {"name": "db", "state": "held"}, "connect_timeout", "1e300"),
+    ("pgbouncer_database", {"name": "db", "state": "held"}, "pause_timeout", -1),
     # the modules' own waits: the same range, the same message
     ("pg_activity", {}, "wait_timeout", "nan"),
     ("pg_write_probe", {}, "visibility_timeout", "inf"),
