@@ -22,13 +22,17 @@ port), and the run's outcome (`run_outcome`).
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import fleet_targets, run_fleet
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import lsn_to_int
+from ansible_collections.penguinmails.dbops.plugins.module_utils.replication import (
+    slot_name_for,
+    synchronous_after_promotion,
+    synchronous_names,
+)
 
 DEFAULT_MAX_LAG_BYTES = 1024 * 1024
 
@@ -122,50 +126,10 @@ class Decision:
         }
 
 
-def slot_name_for(member_name: str) -> str:
-    """Replication slot / application_name for an inventory host: [a-z0-9_] only."""
-    return re.sub(r"[^a-z0-9_]", "_", member_name.lower())
-
-
 def int_to_lsn(position: Optional[int]) -> Optional[str]:
     if position is None:
         return None
     return "%X/%X" % (position >> 32, position & 0xFFFFFFFF)
-
-
-def synchronous_names(setting: Optional[str]) -> List[str]:
-    """Standby names listed in synchronous_standby_names ('ANY 1 (a, b)', 'FIRST 1 (a)', 'a, b')."""
-    if not setting:
-        return []
-    inner = re.search(r"\((.*)\)", setting)
-    body = inner.group(1) if inner else setting
-    return [name.strip().strip('"').lower() for name in body.split(",") if name.strip() and name.strip() != "*"]
-
-
-_SYNC_SETTING = re.compile(r"^\s*(?:(?P<method>ANY|FIRST)\s+)?(?:(?P<num>\d+)\s*)?\((?P<names>.*)\)\s*$", re.IGNORECASE)
-
-
-def synchronous_after_promotion(
-    current: Optional[str], remaining: List[str], strict: bool
-) -> Tuple[Optional[str], bool]:
-    """(synchronous_standby_names for the promoted server, durability reduced?).
-
-    The promoted server inherits a list naming members that are now fenced; commits
-    would wait for acknowledgements that cannot come. The list becomes the standbys
-    that remain, with the same method and at most as many required as remain. With
-    none left, commits go asynchronous (like Patroni's non-strict synchronous mode)
-    unless strict, where they keep waiting for a standby to return.
-    """
-    if not current or not current.strip():
-        return None, False
-    match = _SYNC_SETTING.match(current)
-    method = (match.group("method") or "FIRST").upper() if match else "FIRST"
-    wanted = int(match.group("num") or 1) if match else 1
-    if not remaining:
-        return (None, False) if strict else ("", True)
-    required = min(wanted, len(remaining))
-    names = ", ".join(slot_name_for(name) for name in remaining)
-    return "%s %d (%s)" % (method, required, names), required < wanted
 
 
 def describe(member: Member) -> str:
