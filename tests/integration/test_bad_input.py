@@ -57,8 +57,8 @@ def assert_refused(done, left, message):
     ("extra", "message"),
     [
         ({}, "missing required arguments: incident_tier"),
-        ({"incident_tier": "nope"}, "incident_tier must name an inventory group of PostgreSQL servers"),
-        ({"incident_tier": ""}, "incident_tier must name an inventory group of PostgreSQL servers"),
+        ({"incident_tier": "nope"}, "incident_tier must name an inventory group with hosts"),
+        ({"incident_tier": ""}, "incident_tier must name an inventory group with hosts"),
         ({"incident_tier": "oltp", "failover_max_lag_bytes": -1}, "failover_max_lag_bytes must be at least 0"),
         ({"incident_tier": "oltp", "failover_lock_wait_s": -5}, "failover_lock_wait_s must be at least 0"),
         ({"incident_tier": "oltp", "failover_connect_timeout": 0}, "failover_connect_timeout must be at least 0.1"),
