@@ -107,6 +107,7 @@ def test_rejoin_refuses_bad_input_before_touching_anything(run, extra, message):
 
 
 def test_bad_input_names_the_variable_in_one_line(run):
-    done, _ = run("incident_db_outage.yml", incident_tier="oltp", failover_max_lag_bytes=-1)
+    done, left = run("incident_db_outage.yml", incident_tier="oltp", failover_max_lag_bytes=-1)
+    assert left == []
     line = next(line for line in done.stdout.splitlines() if "failover_max_lag_bytes must be at least 0" in line)
     assert "(got -1)" in line

@@ -133,8 +133,7 @@ def test_verification(primary, standbys, timeline_above, primary_tli, verified):
 
 
 def test_healthy_plan_names_the_standbys_to_repoint_and_the_tier_primary():
-    members, _ = tier_after()
-    decision = decide(members)
+    decision = decide(tier_after()[0])
     assert decision.action == HEALTHY
     assert decision.standbys_to_repoint == ["db-3", "db-4"]
     assert decision.as_dict()["tier_primary"] == "db-2"
