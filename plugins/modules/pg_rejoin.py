@@ -122,6 +122,7 @@ import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fence import processes_in
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
@@ -142,7 +143,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.rejoin import (
     save_config,
     set_aside,
 )
-from ansible_collections.penguinmails.dbops.plugins.module_utils.replication import slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import follow_conninfo
 
 STREAMING = "SELECT state FROM pg_stat_replication WHERE application_name = %s"

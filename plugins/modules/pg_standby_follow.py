@@ -122,7 +122,7 @@ executed_queries:
 import dataclasses
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec
+from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec, slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
     ConnectionParams,
@@ -134,7 +134,6 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     require_primary,
     statement_text,
 )
-from ansible_collections.penguinmails.dbops.plugins.module_utils.replication import slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import (
     follow_conninfo,
     mask_conninfo,
