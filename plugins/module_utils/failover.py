@@ -13,6 +13,11 @@ Pure functions, no I/O. The rules, in the order they are applied:
   then inventory order), excluding members marked failover_candidate: false;
 * its lag against the best position anyone reported bounds the data loss; over the
   bound the decision is a refusal unless data loss is explicitly allowed.
+
+After the plan, three more rules of the outage runbook live here too, so the playbook only
+branches on their fields: whether to go on after fencing (`fence_verdict`), whether the tier
+is verified (`verification`: standbys stream from the primary by host identity, address and
+port), and the run's outcome (`run_outcome`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ HEALTHY = "healthy"
 SPLIT_BRAIN = "split_brain"
 FAILOVER = "failover"
 REFUSED = "refused"
+
+# The run's outcome, as the incident record closes it.
+RESOLVED = "resolved"
+NO_ACTION = "no_action"
+ESCALATED = "escalated"
 
 
 @dataclass
@@ -89,7 +99,13 @@ class Decision:
     best_known_lsn: Optional[str] = None
     synchronous_standby_names: Optional[str] = None
     durability_reduced: bool = False
+    candidate_timeline_id: Optional[int] = None
     evidence: List[str] = field(default_factory=list)
+
+    @property
+    def tier_primary(self) -> Optional[str]:
+        """The primary the later steps work with: the healthy one, or the candidate once promoted."""
+        return self.primary if self.action == HEALTHY else self.candidate if self.action == FAILOVER else None
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -104,6 +120,8 @@ class Decision:
             "best_known_lsn": self.best_known_lsn,
             "synchronous_standby_names": self.synchronous_standby_names,
             "durability_reduced": self.durability_reduced,
+            "candidate_timeline_id": self.candidate_timeline_id,
+            "tier_primary": self.tier_primary,
             "evidence": self.evidence,
         }
 
@@ -174,6 +192,7 @@ def decide(
             HEALTHY,
             "%s is a reachable, writable primary" % primaries[0].name,
             primary=primaries[0].name,
+            standbys_to_repoint=[member.name for member in members if member.is_standby],
             evidence=evidence,
         )
 
@@ -206,6 +225,7 @@ def decide(
         estimated_data_loss_bytes=loss,
         candidate_lag_bytes=lag,
         best_known_lsn=int_to_lsn(best),
+        candidate_timeline_id=candidate.timeline,
         evidence=evidence,
     )
     candidate_setting = candidate.info.get("synchronous_standby_names")
@@ -241,6 +261,132 @@ def upstream_heard_recently(members: List[Member], silence_s: float) -> List[str
                 % (member.name, receiver.get("sender_host"), receiver.get("sender_port"), seconds)
             )
     return recent
+
+
+def fence_verdict(
+    fence_results: List[Dict[str, Any]], fence_policy: str, heard_recently: List[str], silence_s: float
+) -> Dict[str, Any]:
+    """After fencing: go on, or refuse because an unfenced member may still take writes.
+
+    `fence_results` are pg_fence's loop results (`item` is the member). A member is unfenced
+    when its fence did not run to `fenced: true` (unreachable, failed, or could not stop it).
+    Unfenced members are a refusal only while a standby heard from its upstream within
+    `silence_s` (it may be alive behind a partition) and the policy is not `skip`.
+    """
+    attempted = [result for result in fence_results if not result.get("skipped")]
+    unfenced = [result["item"] for result in attempted if not result.get("fenced")]
+    refused = bool(unfenced) and fence_policy != "skip" and bool(heard_recently)
+    failures = "; ".join(str(result.get("msg", "")) for result in attempted if result["item"] in unfenced)
+    reason = ""
+    if refused:
+        reason = (
+            "refused: could not fence %s (%s) and a standby heard from its upstream within %s s (%s): "
+            "it may still be serving writes behind a partition. Nothing was promoted. "
+            "Fence it by hand, or rerun with -e failover_fence=skip to accept the risk."
+            % (", ".join(unfenced), failures, silence_s, "; ".join(heard_recently))
+        )
+    summary = "fenced"
+    if unfenced:
+        summary = "not fenced: %s (failover_fence=%s, risk accepted)" % (", ".join(unfenced), fence_policy)
+    return {
+        "refused": refused,
+        "unfenced": unfenced,
+        "reason": reason,
+        "result": summary,
+        "changed": any(result.get("changed") for result in attempted),
+        "actions": [action for result in attempted for action in result.get("actions") or []],
+    }
+
+
+def streams_from(info: Dict[str, Any], host: str, port: int) -> bool:
+    """A standby streams from host:port when its WAL receiver streams and names that address and port.
+
+    `sender_host` is what the standby's primary_conninfo says (an address, a host name or a socket
+    directory), so it matches only when the standbys are pointed at the primary by the same
+    `ansible_host` the inventory gives the controller. Ports alone prove nothing: every
+    production server listens on 5432.
+    """
+    receiver = info.get("wal_receiver") or {}
+    if receiver.get("status") != "streaming":
+        return False
+    sender_host = str(receiver.get("sender_host") or "").lower()
+    return sender_host == str(host).lower() and _as_port(receiver.get("sender_port")) == _as_port(port)
+
+
+def _as_port(value: Any) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def verification(
+    decision: Decision,
+    members: List[Member],
+    addresses: Dict[str, Tuple[str, int]],
+    primary: str,
+    standbys: List[str],
+    timeline_above: Optional[int] = None,
+) -> Dict[str, Any]:
+    """The verdict after acting: `primary` is the only primary, on a newer timeline when it was
+    promoted, and every one of `standbys` streams from its address and port."""
+    info = {member.name: member.info for member in members}
+    host, port = addresses[primary]
+    streaming = [name for name in standbys if streams_from(info.get(name) or {}, host, port)]
+    not_streaming = [name for name in standbys if name not in streaming]
+    problems = []
+    if decision.action != HEALTHY or decision.primary != primary:
+        problems.append("%s is not the only primary: %s" % (primary, decision.reason))
+    timeline = int((info.get(primary) or {}).get("timeline_id") or 0)
+    if timeline_above is not None and timeline <= timeline_above:
+        problems.append("%s is on timeline %d, not past %d" % (primary, timeline, timeline_above))
+    if not_streaming:
+        problems.append("standbys not streaming from %s (%s:%s): %s" % (primary, host, port, ", ".join(not_streaming)))
+    return {
+        "verified": not problems,
+        "reason": "; ".join(problems)
+        or "%s is the only primary; streaming: %s" % (primary, ", ".join(streaming) or "no standby"),
+        "streaming": streaming,
+        "not_streaming": not_streaming,
+    }
+
+
+def run_outcome(
+    plan_action: Optional[str],
+    fence_refused: bool = False,
+    failed: bool = False,
+    changed: bool = False,
+    earlier_changed_steps: int = 0,
+) -> str:
+    """How the incident closes: refused (the plan or the fence said no), escalated (a step failed),
+    no_action (healthy and nothing changed, now or in an earlier run of the incident), else resolved."""
+    if plan_action in (SPLIT_BRAIN, REFUSED) or fence_refused:
+        return REFUSED
+    if failed or plan_action is None:
+        return ESCALATED
+    if plan_action == HEALTHY and not changed and earlier_changed_steps == 0:
+        return NO_ACTION
+    return RESOLVED
+
+
+def run_closing(
+    decision: Optional[Dict[str, Any]],
+    fence_refused: bool = False,
+    failure: Optional[str] = None,
+    changed: bool = False,
+    earlier_changed_steps: int = 0,
+) -> Dict[str, str]:
+    """The outcome and the one-line note the incident closes with (`failure`: the failed step's message)."""
+    decision = decision or {}
+    action = decision.get("action")
+    outcome = run_outcome(action, fence_refused, failure is not None, changed, earlier_changed_steps)
+    if failure is not None:
+        note = failure
+    elif action == HEALTHY:
+        note = "no action: %s" % decision.get("reason")
+    else:
+        note = "failed over to %s" % decision.get("candidate")
+    return {"outcome": outcome, "note": note}
 
 
 def member_entry_spec() -> Dict[str, Dict[str, Any]]:

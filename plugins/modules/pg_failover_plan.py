@@ -83,6 +83,27 @@ options:
         is evidence that the upstream is alive.
     type: float
     default: 10
+  verify:
+    description:
+      - After acting, check the tier against what the run made it (RV(verification)).
+      - A standby counts as streaming from the primary only when its WAL receiver's C(sender_host) and
+        C(sender_port) equal the primary's O(members[].login_host) and O(members[].login_port). Point standbys at
+        the primary by the same address the inventory gives (C(ansible_host)); a host name in one place and an
+        address in the other do not match.
+    type: dict
+    suboptions:
+      primary:
+        description: The member that must be the only primary.
+        type: str
+        required: true
+      standbys:
+        description: The members that must stream from it.
+        type: list
+        elements: str
+        default: []
+      timeline_above:
+        description: The primary's timeline must be newer than this (the candidate's timeline before promotion).
+        type: int
 attributes:
   check_mode:
     support: full
@@ -138,7 +159,7 @@ decision:
       type: list
       elements: str
     standbys_to_repoint:
-      description: Standbys that must follow the candidate.
+      description: Standbys that must follow the tier's primary (the candidate, or the healthy primary).
       type: list
       elements: str
     estimated_data_loss_bytes:
@@ -156,6 +177,12 @@ decision:
     durability_reduced:
       description: True when fewer synchronous standbys remain than the setting asked for.
       type: bool
+    candidate_timeline_id:
+      description: The candidate's timeline before promotion; the promoted server must be past it.
+      type: int
+    tier_primary:
+      description: The primary the later steps work with (the healthy primary, or the candidate); null otherwise.
+      type: str
     evidence:
       description: One line per member saying what it reported.
       type: list
@@ -176,6 +203,26 @@ upstream_heard_recently:
   type: list
   elements: str
   sample: ["oltp-2 heard from 127.0.0.1:5401 0.4 s ago"]
+verification:
+  description: With O(verify), the verdict.
+  returned: when O(verify) is set
+  type: dict
+  sample: {"verified": true, "reason": "oltp-2 is the only primary; streaming: oltp-3", "streaming": ["oltp-3"]}
+  contains:
+    verified:
+      description: The primary is the only one, on a newer timeline when asked, and every standby streams from it.
+      type: bool
+    reason:
+      description: What failed, or what was verified.
+      type: str
+    streaming:
+      description: Standbys streaming from the primary's address and port.
+      type: list
+      elements: str
+    not_streaming:
+      description: Standbys that do not.
+      type: list
+      elements: str
 observe_seconds:
   description: Wall time spent observing.
   returned: always
@@ -191,6 +238,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import
     member_entry_spec,
     observe_with_grace,
     upstream_heard_recently,
+    verification,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import collect_node_info
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
@@ -198,6 +246,8 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     connection_argument_spec,
     ensure_psycopg2,
 )
+
+NON_NEGATIVE = ("max_lag_bytes", "grace_period", "grace_interval", "upstream_silence")
 
 
 def main() -> None:
@@ -216,11 +266,22 @@ def main() -> None:
         grace_interval={"type": "float", "default": 0.25},
         upstream_silence={"type": "float", "default": 10.0},
         strict_synchronous={"type": "bool", "default": False},
+        verify={
+            "type": "dict",
+            "options": {
+                "primary": {"type": "str", "required": True},
+                "standbys": {"type": "list", "elements": "str", "default": []},
+                "timeline_above": {"type": "int"},
+            },
+        },
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
     if not module.params["members"]:
         module.fail_json(msg="members is empty: the tier has no servers in the inventory")
+    negative = [name for name in NON_NEGATIVE if module.params[name] < 0]
+    if negative:
+        module.fail_json(msg="must not be negative: %s" % ", ".join(negative))
 
     started = time.monotonic()
     try:
@@ -241,13 +302,27 @@ def main() -> None:
         last_primary_lsn=last_primary_lsn,
         strict_synchronous=module.params["strict_synchronous"],
     )
-    module.exit_json(
-        changed=False,
-        decision=decision.as_dict(),
-        members={member.name: member.info for member in observed},
-        looks=looks,
-        upstream_heard_recently=upstream_heard_recently(observed, module.params["upstream_silence"]),
-        observe_seconds=round(time.monotonic() - started, 3),
+    result = {
+        "changed": False,
+        "decision": decision.as_dict(),
+        "members": {member.name: member.info for member in observed},
+        "looks": looks,
+        "upstream_heard_recently": upstream_heard_recently(observed, module.params["upstream_silence"]),
+        "observe_seconds": round(time.monotonic() - started, 3),
+    }
+    if module.params["verify"]:
+        result["verification"] = verify(module, decision, observed)
+    module.exit_json(**result)
+
+
+def verify(module: AnsibleModule, decision, observed) -> dict:
+    expected = module.params["verify"]
+    addresses = {member["name"]: (member["login_host"], member["login_port"]) for member in module.params["members"]}
+    unknown = [name for name in [expected["primary"], *expected["standbys"]] if name not in addresses]
+    if unknown:
+        module.fail_json(msg="verify names servers that are not members: %s" % ", ".join(unknown))
+    return verification(
+        decision, observed, addresses, expected["primary"], expected["standbys"], expected["timeline_above"]
     )
 
 
