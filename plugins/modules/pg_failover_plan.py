@@ -242,8 +242,8 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import collect_node_info
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionParams,
     connection_argument_spec,
+    connection_params,
     ensure_psycopg2,
 )
 
@@ -283,11 +283,12 @@ def main() -> None:
     if negative:
         module.fail_json(msg="must not be negative: %s" % ", ".join(negative))
 
+    base = connection_params(module)
     started = time.monotonic()
     try:
         observed, looks, last_primary_lsn = observe_with_grace(
             module.params["members"],
-            ConnectionParams.from_module_params(module.params),
+            base,
             collect_node_info,
             module.params["grace_period"],
             module.params["grace_interval"],

@@ -74,6 +74,12 @@ MODULE_CASES = [
     ("pgbouncer_pools", {}, "connect_timeout", -3),
     ("pg_promote", {}, "query_timeout", "nan"),
     (
+        "pg_failover_plan",
+        {"members": [{"name": "a", "login_host": "127.0.0.1", "login_port": 1}]},
+        "connect_timeout",
+        "inf",
+    ),
+    (
         "pg_rejoin",
         {
             "data_dir": "/nonexistent",
