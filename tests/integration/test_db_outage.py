@@ -133,12 +133,19 @@ def test_healthy_primary_changes_nothing(tier):
     assert tier.pgbouncer_entry() == entry
 
 
-def test_check_mode_plans_the_failover_and_changes_nothing(tier):
+def test_check_mode_plans_the_failover_and_changes_nothing(tier, tmp_path):
     old = tier.primary()
     lablib.kill_postmaster(old.data_dir)
+    incident_dir = tmp_path / "incidents"
+    lock_dir = tmp_path / "locks"
     try:
-        run = tier.run(args=["--check"])
+        run = tier.run(args=["--check"], dbops_incident_dir=str(incident_dir), failover_lock_dir=str(lock_dir))
         assert run.rc == 0, run.stdout[-3000:]
+        # Check mode writes nothing: no record, audit trail, lock or lock guard, and no report path.
+        assert not incident_dir.exists(), sorted(str(path) for path in incident_dir.rglob("*"))
+        assert not lock_dir.exists(), sorted(str(path) for path in lock_dir.rglob("*"))
+        assert "no report written" in run.stdout
+        assert "report.md" not in run.stdout
         assert decision_of(run) == "failover"
         assert "SELECT pg_promote(true, 30)" in run.stdout
         assert "standby.signal" in run.stdout

@@ -267,6 +267,8 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
+PANEL_TOKEN = "panel-query-token-4c1d"
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -440,7 +442,7 @@ def test_a_dead_primary_is_an_outage_and_triage_promotes_nothing(triage_lab):
         assert lablib.wait_until(lambda: not lablib.port_open(primary.port, timeout=0.5), timeout=30)
         before = triage_lab.fingerprint()
         with http_status(200) as panel:
-            result = triage_lab.run(admin_panel_status_url=panel)
+            result = triage_lab.run(admin_panel_status_url=panel + "?token=" + PANEL_TOKEN)
         assert triage_lab.fingerprint() == before
         assert lab.role(standby) == "standby"  # looked at, never promoted
     finally:
@@ -465,6 +467,9 @@ def test_a_dead_primary_is_an_outage_and_triage_promotes_nothing(triage_lab):
     )
     records = triage_lab.records(base)
     assert list(records) == ["%s-oltp-db_outage" % base]
+    assert PANEL_TOKEN not in result.output
+    for path in triage_lab.incident_dir.glob("%s-*/*" % base):
+        assert PANEL_TOKEN not in path.read_text(), path.name
     summary = records["%s-oltp-db_outage" % base]
     assert (summary["type"], summary["severity"], summary["response_target_minutes"]) == ("db_outage", "critical", 5)
     assert summary["targets"] == ["oltp-1", "oltp-2"]
