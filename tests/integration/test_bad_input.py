@@ -71,10 +71,6 @@ def test_outage_refuses_bad_input_before_opening_anything(run, extra, message):
     assert_refused(done, left, message)
 
 
-@pytest.mark.xfail(
-    reason="the audit callback starts a named incident's trail (-e incident_id) at the first task, validation included",
-    strict=True,
-)
 def test_outage_with_an_incident_id_and_bad_input_leaves_no_audit_file(run):
     done, left = run("incident_db_outage.yml", incident_tier="oltp", incident_id="BAD-INPUT-1", failover_grace_s=-1)
     assert_refused(done, left, "failover_grace_s must be at least 0")
