@@ -26,6 +26,12 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils import files
 DEFAULT_LOCK_DIR = "/var/lib/penguinmails-dbops/locks"
 
 
+def run_owner(name: str, incident_id: str, now: float, pid: int) -> str:
+    """A run-unique owner when the caller names none: incident (or lock name), UTC time to the microsecond, pid."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "%06d" % int((now % 1) * 1_000_000)
+    return "%s-%s-%d" % (incident_id or name, stamp, pid)
+
+
 def lock_path(lock_dir: str, name: str) -> str:
     safe = "".join(character if character.isalnum() or character in "-_." else "_" for character in name)
     return os.path.join(lock_dir, "%s.lock" % safe)

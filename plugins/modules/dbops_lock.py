@@ -39,9 +39,12 @@ options:
     type: path
     default: /var/lib/penguinmails-dbops/locks
   owner:
-    description: Who takes the lock; a run-unique value such as the incident id plus the playbook start time.
+    description:
+      - Who takes the lock; a run-unique value such as the incident id plus the playbook start time.
+      - When taking the lock without one, the module makes one (incident id or lock name, UTC time, pid) and
+        returns it as RV(owner): release with that value.
+      - Required with O(state=absent).
     type: str
-    required: true
   incident_id:
     description: Incident the run belongs to, shown to whoever finds the lock taken.
     type: str
@@ -91,6 +94,11 @@ path:
   returned: always
   type: str
   sample: /var/lib/penguinmails-dbops/locks/db_outage-oltp.lock
+owner:
+  description: The owner this call took (or would take, or released) the lock as.
+  returned: always
+  type: str
+  sample: INC-1-20261202T031500123456-4242
 previous_holder:
   description: The holder found in the lock file, when there was one.
   returned: always
@@ -103,6 +111,7 @@ waited_seconds:
   sample: 0.0
 """
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -113,6 +122,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.runlock import 
     lock_path,
     preview,
     release,
+    run_owner,
 )
 
 
@@ -121,15 +131,18 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": True},
             "lock_dir": {"type": "path", "default": DEFAULT_LOCK_DIR},
-            "owner": {"type": "str", "required": True},
+            "owner": {"type": "str"},
             "incident_id": {"type": "str", "default": ""},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "wait": {"type": "float", "default": 60.0},
             "ttl": {"type": "float", "default": 900.0},
         },
+        required_if=[("state", "absent", ("owner",))],
         supports_check_mode=True,
     )
     params = module.params
+    if not params["owner"]:
+        params["owner"] = run_owner(params["name"], params["incident_id"], time.time(), os.getpid())
     if params["wait"] < 0 or params["ttl"] <= 0:
         module.fail_json(msg="wait must be 0 or more seconds and ttl more than 0 seconds")
     path = lock_path(params["lock_dir"], params["name"])
@@ -146,6 +159,7 @@ def main() -> None:
     result = {
         "changed": False,
         "lock": outcome,
+        "owner": params["owner"],
         "path": path,
         "previous_holder": holder or {},
         "waited_seconds": round(time.monotonic() - started, 3),
@@ -168,7 +182,14 @@ def check_mode_result(module: AnsibleModule, path: str) -> None:
         outcome, holder = preview(path, params["owner"], params["state"])
     except OSError as error:
         module.fail_json(msg="lock %s at %s: %s" % (params["name"], path, error))
-    result = {"changed": False, "lock": outcome, "path": path, "previous_holder": holder or {}, "waited_seconds": 0.0}
+    result = {
+        "changed": False,
+        "lock": outcome,
+        "owner": params["owner"],
+        "path": path,
+        "previous_holder": holder or {},
+        "waited_seconds": 0.0,
+    }
     if outcome in ("busy", "held_by_other"):
         module.warn(
             "check mode: %s is held by %s; a real run would %s"

@@ -83,3 +83,14 @@ def test_the_lock_dir_is_created_private_and_a_linked_one_is_refused(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "new")
     with pytest.raises(OSError, match="symbolic link"):
         runlock.acquire(runlock.lock_path(str(tmp_path / "link"), "y"), "a", "INC", ttl=60, wait=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "incident_id", "now", "pid", "owner"),
+    [
+        ("db_outage-oltp", "INC-7", 1796181300.5, 4242, "INC-7-20261202T031500500000-4242"),
+        ("db_outage-oltp", "", 1796181300.0, 1, "db_outage-oltp-20261202T031500000000-1"),
+    ],
+)
+def test_a_run_that_names_no_owner_gets_a_run_unique_one(name, incident_id, now, pid, owner):
+    assert runlock.run_owner(name, incident_id, now, pid) == owner
