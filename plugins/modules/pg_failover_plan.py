@@ -85,7 +85,8 @@ options:
     default: 10
   verify:
     description:
-      - After acting, check the tier against what the run made it (RV(verification)).
+      - After acting, check the tier against what the run made it (RV(verification)); the task fails with
+        C(verification failed: <reason>) when it does not hold.
       - A standby counts as streaming from the primary only when its WAL receiver's C(sender_host) and
         C(sender_port) equal the primary's O(members[].login_host) and O(members[].login_port). Point standbys at
         the primary by the same address the inventory gives (C(ansible_host)); a host name in one place and an
@@ -313,6 +314,8 @@ def main() -> None:
     }
     if module.params["verify"]:
         result["verification"] = verify(module, decision, observed)
+        if not result["verification"]["verified"]:
+            module.fail_json(msg="verification failed: %s" % result["verification"]["reason"], **result)
     module.exit_json(**result)
 
 
