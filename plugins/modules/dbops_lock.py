@@ -42,7 +42,7 @@ options:
     description:
       - Who takes the lock; a run-unique value such as the incident id plus the playbook start time.
       - When taking the lock without one, the module makes one (incident id or lock name, UTC time, pid) and
-        returns it as RV(owner): release with that value.
+        returns it as RV(lock_owner): release with that value.
       - Required with O(state=absent).
     type: str
   incident_id:
@@ -94,8 +94,10 @@ path:
   returned: always
   type: str
   sample: /var/lib/penguinmails-dbops/locks/db_outage-oltp.lock
-owner:
-  description: The owner this call took (or would take, or released) the lock as.
+lock_owner:
+  description:
+    - The owner this call took (or would take, or released) the lock as.
+    - (Not C(owner), which Ansible fills with the file owner of a result that names a C(path).)
   returned: always
   type: str
   sample: INC-1-20261202T031500123456-4242
@@ -159,7 +161,7 @@ def main() -> None:
     result = {
         "changed": False,
         "lock": outcome,
-        "owner": params["owner"],
+        "lock_owner": params["owner"],
         "path": path,
         "previous_holder": holder or {},
         "waited_seconds": round(time.monotonic() - started, 3),
@@ -185,7 +187,7 @@ def check_mode_result(module: AnsibleModule, path: str) -> None:
     result = {
         "changed": False,
         "lock": outcome,
-        "owner": params["owner"],
+        "lock_owner": params["owner"],
         "path": path,
         "previous_holder": holder or {},
         "waited_seconds": 0.0,
