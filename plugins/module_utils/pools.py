@@ -335,6 +335,14 @@ def metrics_tables_present(conn: Any, params: ConnectionParams, schema: str) -> 
     return rows[0]["present"] == len(METRICS_TABLES)
 
 
+def metrics_tables(schema: str) -> Dict[str, Any]:
+    """The seed's pool metrics and config tables in `schema`, quoted for sql.SQL.format."""
+    return {
+        "metrics": sql.Identifier(schema, "connection_pool_metrics"),
+        "config": sql.Identifier(schema, "connection_pool_config"),
+    }
+
+
 def metrics_query(schema: str) -> Any:
     """The runbook's "check connection pool metrics" query, with its window as a parameter."""
     return sql.SQL(
@@ -345,10 +353,7 @@ def metrics_query(schema: str) -> Any:
         "WHERE cpm.collected_at >= now() - make_interval(secs => %(window)s)\n"
         "ORDER BY cpm.collected_at DESC, cpc.pool_name\n"
         "LIMIT %(limit)s"
-    ).format(
-        metrics=sql.Identifier(schema, "connection_pool_metrics"),
-        config=sql.Identifier(schema, "connection_pool_config"),
-    )
+    ).format(**metrics_tables(schema))
 
 
 def read_metrics(conn: Any, params: ConnectionParams, schema: str, window: float, limit: int) -> List[Dict[str, Any]]:
@@ -406,10 +411,7 @@ def insert_metrics_statement(schema: str) -> Any:
         "SELECT c.id, %(active_connections)s, %(idle_connections)s, %(connection_usage_rate)s,"
         " %(pending_acquires)s, %(max_wait_seconds)s\n"
         "FROM {config} c WHERE c.pool_name = %(pool_name)s"
-    ).format(
-        metrics=sql.Identifier(schema, "connection_pool_metrics"),
-        config=sql.Identifier(schema, "connection_pool_config"),
-    )
+    ).format(**metrics_tables(schema))
 
 
 def sample_statements(schema: str, rows: Sequence[Dict[str, Any]]) -> List[Tuple[Any, Dict[str, Any]]]:

@@ -115,6 +115,7 @@ waited_seconds:
 
 import os
 import time
+from typing import Optional
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.runlock import (
@@ -158,14 +159,7 @@ def main() -> None:
             outcome, holder = release(path, params["owner"])
     except OSError as error:
         module.fail_json(msg="lock %s at %s: %s" % (params["name"], path, error))
-    result = {
-        "changed": False,
-        "lock": outcome,
-        "lock_owner": params["owner"],
-        "path": path,
-        "previous_holder": holder or {},
-        "waited_seconds": round(time.monotonic() - started, 3),
-    }
+    result = lock_result(params, outcome, holder, path, time.monotonic() - started)
     if outcome == "busy":
         module.fail_json(
             msg="%s is locked by another run: %s; waited %.0f s. Let it finish, or remove %s if that run is gone"
@@ -177,6 +171,17 @@ def main() -> None:
     module.exit_json(**result)
 
 
+def lock_result(params: dict, outcome: str, holder: Optional[dict], path: str, waited: float) -> dict:
+    return {
+        "changed": False,
+        "lock": outcome,
+        "lock_owner": params["owner"],
+        "path": path,
+        "previous_holder": holder or {},
+        "waited_seconds": round(waited, 3),
+    }
+
+
 def check_mode_result(module: AnsibleModule, path: str) -> None:
     """Say what a real run would do; write nothing."""
     params = module.params
@@ -184,14 +189,7 @@ def check_mode_result(module: AnsibleModule, path: str) -> None:
         outcome, holder = preview(path, params["owner"], params["state"])
     except OSError as error:
         module.fail_json(msg="lock %s at %s: %s" % (params["name"], path, error))
-    result = {
-        "changed": False,
-        "lock": outcome,
-        "lock_owner": params["owner"],
-        "path": path,
-        "previous_holder": holder or {},
-        "waited_seconds": 0.0,
-    }
+    result = lock_result(params, outcome, holder, path, 0.0)
     if outcome in ("busy", "held_by_other"):
         module.warn(
             "check mode: %s is held by %s; a real run would %s"
