@@ -42,7 +42,7 @@ options:
     description:
       - Who takes the lock; a run-unique value such as the incident id plus the playbook start time.
       - When taking the lock without one, the module makes one (incident id or lock name, UTC time, pid) and
-        returns it as RV(lock_owner): release with that value.
+        returns it as RV(lock_owner); release with that value.
       - Required with O(state=absent).
     type: str
   incident_id:

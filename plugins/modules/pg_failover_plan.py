@@ -86,7 +86,7 @@ options:
   verify:
     description:
       - After acting, check the tier against what the run made it (RV(verification)); the task fails with
-        C(verification failed: <reason>) when it does not hold.
+        a message that starts with C(verification failed) and says what does not hold.
       - A standby counts as streaming from the primary only when its WAL receiver's C(sender_host) and
         C(sender_port) equal the primary's O(members[].login_host) and O(members[].login_port). Point standbys at
         the primary by the same address the inventory gives (C(ansible_host)); a host name in one place and an
