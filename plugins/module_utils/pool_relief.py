@@ -61,7 +61,8 @@ def is_exhausted(pool: Dict[str, Any], limits: Limits) -> bool:
 
 
 def session_evidence(session: Dict[str, Any], age_key: str) -> Dict[str, Any]:
-    """What the report says of one backend: pid, user, application, address, age, query (truncated)."""
+    """What the report says of one backend (a pg_activity session row): pid, user, application, address,
+    age, query (truncated)."""
     return {
         "pid": session.get("pid"),
         "user": session.get("usename"),
@@ -69,7 +70,7 @@ def session_evidence(session: Dict[str, Any], age_key: str) -> Dict[str, Any]:
         "client_addr": session.get("client_addr"),
         "state": session.get("state"),
         "age_s": session.get(age_key),
-        "query": (session.get("query") or "")[:PREVIEW_CHARS],
+        "query": (session.get("query_preview") or "")[:PREVIEW_CHARS],
     }
 
 
@@ -77,7 +78,8 @@ def leaked_sessions(sessions: Sequence[Dict[str, Any]], limits: Limits) -> List[
     return [
         session
         for session in sessions
-        if session.get("state") in IDLE_IN_TRANSACTION and (session.get("xact_age_s") or 0) >= limits.idle_tx_max_s
+        if session.get("state") in IDLE_IN_TRANSACTION
+        and (session.get("xact_duration_seconds") or 0) >= limits.idle_tx_max_s
     ]
 
 
@@ -85,7 +87,7 @@ def runaway_sessions(sessions: Sequence[Dict[str, Any]], limits: Limits) -> List
     return [
         session
         for session in sessions
-        if session.get("state") == "active" and (session.get("query_age_s") or 0) >= limits.query_max_s
+        if session.get("state") == "active" and (session.get("duration_seconds") or 0) >= limits.query_max_s
     ]
 
 
@@ -128,10 +130,10 @@ def causes(
     found = []
     leaked = leaked_sessions(sessions, limits)
     if leaked:
-        found.append({"cause": LEAKED, "evidence": [session_evidence(s, "xact_age_s") for s in leaked]})
+        found.append({"cause": LEAKED, "evidence": [session_evidence(s, "xact_duration_seconds") for s in leaked]})
     runaway = runaway_sessions(sessions, limits)
     if runaway:
-        found.append({"cause": RUNAWAY, "evidence": [session_evidence(s, "query_age_s") for s in runaway]})
+        found.append({"cause": RUNAWAY, "evidence": [session_evidence(s, "duration_seconds") for s in runaway]})
     flood = flooding_client(clients, limits)
     if flood:
         found.append({"cause": FLOOD, "evidence": [flood]})

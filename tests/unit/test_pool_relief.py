@@ -9,9 +9,15 @@ CALM = {"cl_active": 2, "cl_waiting": 0, "sv_active": 2, "pool_size": 15, "maxwa
 BUSY = dict(CALM, cl_active=15, cl_waiting=8, sv_active=15, maxwait_seconds=3.0, utilization_pct=100)
 ROOMY = {"max_connections": 100, "reserved": 3, "backends": 20}
 FULL = {"max_connections": 100, "reserved": 3, "backends": 97}
-LEAK = {"pid": 11, "state": "idle in transaction", "xact_age_s": 120, "usename": "app", "query": "UPDATE t" * 40}
-YOUNG_LEAK = {"pid": 12, "state": "idle in transaction", "xact_age_s": 5, "usename": "app"}
-RUNAWAY = {"pid": 13, "state": "active", "query_age_s": 900, "usename": "report"}
+LEAK = {
+    "pid": 11,
+    "state": "idle in transaction",
+    "xact_duration_seconds": 120,
+    "usename": "app",
+    "query_preview": "UPDATE t" * 40,
+}
+YOUNG_LEAK = {"pid": 12, "state": "idle in transaction", "xact_duration_seconds": 5, "usename": "app"}
+RUNAWAY = {"pid": 13, "state": "active", "duration_seconds": 900, "usename": "report"}
 FLOOD = [{"addr": "10.0.0.9", "application_name": "batch"}] * 6 + [{"addr": "10.0.0.2", "application_name": "web"}] * 2
 MIXED = [{"addr": "10.0.0.%d" % n, "application_name": "web"} for n in range(3)] + [
     {"addr": "10.0.0.%d" % n, "application_name": "api"} for n in range(3, 6)
