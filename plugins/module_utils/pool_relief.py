@@ -51,13 +51,16 @@ class Limits:
 
 
 def is_exhausted(pool: Dict[str, Any], limits: Limits) -> bool:
-    """Clients wait, the oldest waited too long, or the pool is used past the alert's 90 %."""
-    utilization = pool.get("utilization_pct") or 0.0
-    return bool(
-        pool.get("cl_waiting", 0) > 0
-        or pool.get("maxwait_seconds", 0.0) >= limits.maxwait_max_s
-        or utilization >= limits.utilization_pct
-    )
+    """Clients wait for a server connection, or the oldest waited too long.
+
+    A pool used past the alert's 90 % with nobody waiting is a pool doing its job: reported
+    (`near_full`), never acted on, so a second run after relief changes nothing.
+    """
+    return bool(pool.get("cl_waiting", 0) > 0 or pool.get("maxwait_seconds", 0.0) >= limits.maxwait_max_s)
+
+
+def near_full(pool: Dict[str, Any], limits: Limits) -> bool:
+    return (pool.get("utilization_pct") or 0.0) >= limits.utilization_pct
 
 
 def session_evidence(session: Dict[str, Any], age_key: str) -> Dict[str, Any]:
@@ -92,7 +95,8 @@ def runaway_sessions(sessions: Sequence[Dict[str, Any]], limits: Limits) -> List
 
 
 def flooding_client(clients: Sequence[Dict[str, Any]], limits: Limits) -> Optional[Dict[str, Any]]:
-    """The one client address or application holding most of the pool's clients, past the share."""
+    """The one client address or application holding most of the pool's clients, past the share,
+    while others are there to be crowded out."""
     total = len(clients)
     if total < limits.flood_min_clients:
         return None
@@ -100,6 +104,8 @@ def flooding_client(clients: Sequence[Dict[str, Any]], limits: Limits) -> Option
         counts: Dict[Any, int] = {}
         for client in clients:
             counts[client.get(key)] = counts.get(client.get(key), 0) + 1
+        if len(counts) < 2:
+            continue  # one address or application is the application itself, not a client crowding others out
         value, count = max(counts.items(), key=lambda item: item[1])
         if value and count >= limits.flood_min_clients and 100.0 * count / total >= limits.flood_share_pct:
             return {"by": key, "value": value, "clients": count, "of": total}
@@ -178,10 +184,11 @@ def ceiling_problem(tier: str, ceiling: int, capacity: Dict[str, Any]) -> Option
 
 
 def pool_raise(pool: Dict[str, Any], ceiling: int, capacity: Dict[str, Any]) -> Dict[str, Any]:
-    """{allowed, pool_size, reason}: enough for the clients that want a server now, never past either limit."""
+    """{allowed, pool_size, reason}: a server connection for every connected client (active or waiting),
+    never past either limit."""
     current = int(pool.get("pool_size") or 0)
     limit = min(int(ceiling), int(capacity["capacity"]))
-    demand = int(pool.get("sv_active") or 0) + int(pool.get("cl_waiting") or 0)
+    demand = int(pool.get("cl_active") or 0) + int(pool.get("cl_waiting") or 0)
     numbers = "tier ceiling %d, server capacity %d" % (ceiling, capacity["capacity"])
     if current >= limit:
         return {
@@ -214,12 +221,22 @@ def next_rung(
         return {"rung": NONE, "reason": "the pool is not exhausted"}
     if names & {LEAKED, RUNAWAY} and TERMINATE not in tried:
         return {"rung": TERMINATE, "reason": "sessions past their limits hold server connections"}
+    if FLOOD in names:
+        return {
+            "rung": ESCALATE,
+            "reason": "one client floods the pool (a bigger pool would feed it): %s" % flood_words(found),
+        }
     if RAISE not in tried and raise_plan and raise_plan.get("allowed"):
         return {"rung": RAISE, "reason": raise_plan["reason"]}
-    if RECONNECT not in tried:
+    if names - {UNDERSIZED} and RECONNECT not in tried:
         return {"rung": RECONNECT, "reason": "the pool's server connections are replaced"}
     why = raise_plan.get("reason") if raise_plan and not raise_plan.get("allowed") else "every rung was tried"
     return {"rung": ESCALATE, "reason": "not relieved: %s" % why}
+
+
+def flood_words(found: Sequence[Dict[str, Any]]) -> str:
+    flood = next(item["evidence"][0] for item in found if item["cause"] == FLOOD)
+    return "%s %s holds %s of %s clients" % (flood["by"], flood["value"], flood["clients"], flood["of"])
 
 
 def verification(samples: Sequence[Dict[str, Any]], limits: Limits) -> Dict[str, Any]:
@@ -238,6 +255,44 @@ def verification(samples: Sequence[Dict[str, Any]], limits: Limits) -> Dict[str,
         if not sample.get("probe_ok"):
             return {"verified": False, "reason": "sample %d: the probe query through PgBouncer failed" % (index + 1)}
     return {"verified": True, "reason": "%d samples: no waiting client, probe answered" % len(samples)}
+
+
+def rung_after_window(
+    verified: Dict[str, Any],
+    found: Sequence[Dict[str, Any]],
+    tried: Sequence[str],
+    raise_plan: Optional[Dict[str, Any]],
+) -> Dict[str, str]:
+    """The next rung once the window is seen: none when relieved, else the ladder goes on (clients
+    still waiting count as a cause even when the first look found none)."""
+    if verified["verified"]:
+        return {"rung": NONE, "reason": "relieved: %s" % verified["reason"]}
+    still = list(found) or [{"cause": "still_waiting", "evidence": [verified["reason"]]}]
+    return next_rung(still, tried, raise_plan, True, False)
+
+
+def run_closing(
+    first: Dict[str, Any], latest: Dict[str, Any], acted: bool, failure: Optional[str] = None
+) -> Dict[str, str]:
+    """{outcome, note} for the incident's close, from the first and the latest plan of the run."""
+    refused = bool(first.get("ceiling_problem"))
+    exhausted = bool(first.get("exhausted"))
+    relieved = not failure and (not exhausted or bool((latest.get("verification") or {}).get("verified")))
+    outcome = "escalated" if failure and not refused else run_outcome(exhausted, acted, relieved, refused)
+    causes_said = ", ".join(item["cause"] for item in first.get("causes") or []) or "none"
+    before, after = first.get("pool") or {}, latest.get("pool") or {}
+    note = "causes: %s; pool %s: waiting %s -> %s, pool_size %s -> %s" % (
+        causes_said,
+        first.get("database"),
+        before.get("cl_waiting"),
+        after.get("cl_waiting"),
+        before.get("pool_size"),
+        after.get("pool_size"),
+    )
+    reason = failure or first.get("ceiling_problem") or (latest.get("verification") or {}).get("reason")
+    if reason and outcome != "no_action":
+        note += "; " + reason
+    return {"outcome": outcome, "note": note}
 
 
 def run_outcome(exhausted: bool, acted: bool, relieved: bool, refused: bool) -> str:

@@ -44,22 +44,23 @@ METRICS_ROWS = 50
 
 
 def tier_pool(pools: Sequence[Dict[str, Any]], limits: Dict[str, Dict[str, Any]], database: str) -> Dict[str, Any]:
-    """The database's pools (one per user) added up: clients, servers, the oldest wait, its limits."""
+    """The database's busiest pool (PgBouncer keeps one per user, each up to pool_size): most waiting
+    clients, then most server connections in use; the other users' pools are listed under `users`."""
     members = [pool for pool in pools if pool["database"] == database]
     limit = limits.get(database, {})
     pool_size = int(limit.get("pool_size") or 0)
-    sv_active = sum(pool["sv_active"] for pool in members)
+    busiest = max(members, key=lambda pool: (pool["cl_waiting"], pool["sv_active"]), default=None) or {}
+    keys = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used")
+    figures = {key: int(busiest.get(key) or 0) for key in keys}
     return {
         "database": database,
-        "cl_active": sum(pool["cl_active"] for pool in members),
-        "cl_waiting": sum(pool["cl_waiting"] for pool in members),
-        "sv_active": sv_active,
-        "sv_idle": sum(pool["sv_idle"] for pool in members),
-        "sv_used": sum(pool["sv_used"] for pool in members),
-        "maxwait_seconds": max((pool["maxwait_seconds"] for pool in members), default=0.0),
+        "user": busiest.get("user"),
+        **figures,
+        "maxwait_seconds": busiest.get("maxwait_seconds") or 0.0,
         "pool_size": pool_size,
         "reserve_pool": int(limit.get("reserve_pool") or 0),
-        "utilization_pct": round(100.0 * sv_active / pool_size, 1) if pool_size else None,
+        "utilization_pct": round(100.0 * figures["sv_active"] / pool_size, 1) if pool_size else None,
+        "users": sorted(pool["user"] for pool in members),
     }
 
 
@@ -172,6 +173,7 @@ def plan(
 ) -> Dict[str, Any]:
     """The whole plan: what was seen, the causes, how far the pool may grow, the next rung, the window."""
     result: Dict[str, Any] = {"tier": request.tier, "database": request.database, "ceiling": request.ceiling}
+    result["tried"] = list(request.tried)
     try:
         bouncer = read_bouncer(console, request.database)
     except ConnectionFailure as failure:
@@ -180,7 +182,7 @@ def plan(
         return result
     if not server.host:
         server = dataclasses.replace(server, host=bouncer["server_host"], port=bouncer["server_port"])
-    result["server_endpoint"] = server.endpoint
+    result.update(server_endpoint=server.endpoint, server_host=server.host, server_port=server.port)
     seen = read_server_or_full(server, request.database, request.metrics_schema)
     capacity = rules.server_capacity(seen["server"], bouncer["other_pools"])
     found = rules.causes(bouncer["pool"], seen["sessions"], bouncer["clients"], seen["server"], request.limits)
@@ -195,6 +197,7 @@ def plan(
         sessions=seen["sessions"],
         metrics=seen["metrics"],
         exhausted=bool(found),
+        near_full=rules.near_full(bouncer["pool"], request.limits),
         causes=found,
         raise_plan=raise_plan,
         rung=rules.next_rung(found, request.tried, raise_plan, True, request.restart_allowed),
@@ -202,4 +205,5 @@ def plan(
     if request.window_s > 0:
         result["samples"] = sample_window(console, request.database, probe_params, request.window_s)
         result["verification"] = rules.verification(result["samples"], request.limits)
+        result["rung"] = rules.rung_after_window(result["verification"], found, request.tried, raise_plan)
     return result

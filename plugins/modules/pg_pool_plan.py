@@ -53,7 +53,9 @@ options:
     type: float
     default: 1
   utilization_pct:
-    description: Share of pool_size in use at which the pool counts as exhausted (the alert's 90).
+    description:
+      - Share of pool_size in use reported as RV(near_full) (the alert's 90).
+      - Only waiting clients or maxwait make a pool exhausted.
     type: float
     default: 90
   tried:
@@ -108,8 +110,12 @@ console_answers:
   returned: always
   type: bool
 exhausted:
-  description: Whether any cause holds (clients waiting, maxwait or utilization past the limits, a full server).
+  description: Whether any cause holds (clients waiting, maxwait past its limit, a full server).
   returned: always
+  type: bool
+near_full:
+  description: Whether the busiest pool uses O(utilization_pct) of pool_size or more (reported, not acted on).
+  returned: when the console answered
   type: bool
 causes:
   description: Each cause that holds, with its evidence (pids, users, ages, truncated queries; a client; figures).
@@ -122,7 +128,7 @@ rung:
   type: dict
   sample: {"rung": "terminate", "reason": "sessions past their limits hold server connections"}
 pool:
-  description: The tier's pool added up over its users (cl_active, cl_waiting, sv_active, maxwait_seconds, pool_size).
+  description: The database's busiest pool (one per user) with cl_active, cl_waiting, sv_active, maxwait_seconds.
   returned: when the console answered
   type: dict
 capacity:
@@ -152,6 +158,7 @@ import dataclasses
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils import pool_relief as rules
+from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import admin_params, pgbouncer_argument_spec
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pool_watch import PlanRequest, plan
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
@@ -227,7 +234,7 @@ def main() -> None:
         result = plan(server, console, request, probe_params(module, console))
     except ConnectionFailure as failure:
         module.fail_json(msg=str(failure))
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, **json_safe(result))
 
 
 if __name__ == "__main__":

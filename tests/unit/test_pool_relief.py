@@ -32,14 +32,27 @@ MIXED = [{"addr": "10.0.0.%d" % n, "application_name": "web"} for n in range(3)]
         (BUSY, [RUNAWAY], MIXED, ROOMY, [rules.RUNAWAY]),
         (BUSY, [LEAK, RUNAWAY], MIXED, ROOMY, [rules.LEAKED, rules.RUNAWAY]),
         (BUSY, [], FLOOD, ROOMY, [rules.FLOOD]),
+        (
+            BUSY,
+            [],
+            [{"addr": "127.0.0.1", "application_name": "app - 127.0.0.1:%d" % n} for n in range(9)],
+            ROOMY,
+            [rules.UNDERSIZED],
+        ),
         (BUSY, [YOUNG_LEAK], MIXED, ROOMY, [rules.UNDERSIZED]),
         (CALM, [], [], FULL, [rules.SERVER_FULL]),
         (BUSY, [], MIXED, {**ROOMY, "refused_too_many_clients": True}, [rules.SERVER_FULL]),
         (dict(CALM, maxwait_seconds=2.0), [], [], ROOMY, [rules.UNDERSIZED]),
+        (dict(CALM, sv_active=15, utilization_pct=100), [LEAK], MIXED, ROOMY, []),
     ],
 )
 def test_causes(pool, sessions, clients, server, expected):
     assert [item["cause"] for item in rules.causes(pool, sessions, clients, server, LIMITS)] == expected
+
+
+@pytest.mark.parametrize(("utilization", "full"), [(None, False), (89.9, False), (90, True), (133.3, True)])
+def test_near_full_is_reported_at_the_alerts_share(utilization, full):
+    assert rules.near_full({"utilization_pct": utilization}, LIMITS) is full
 
 
 def test_cause_evidence_names_pid_user_and_truncated_query():
@@ -74,12 +87,12 @@ def test_ceiling_problem(ceiling, capacity, problem):
 @pytest.mark.parametrize(
     ("pool", "ceiling", "capacity", "allowed", "size"),
     [
-        ({"pool_size": 3, "sv_active": 3, "cl_waiting": 5}, 15, 37, True, 8),
-        ({"pool_size": 3, "sv_active": 3, "cl_waiting": 30}, 15, 37, True, 15),
-        ({"pool_size": 3, "sv_active": 3, "cl_waiting": 30}, 15, 10, True, 10),
-        ({"pool_size": 10, "sv_active": 10, "cl_waiting": 0}, 15, 37, True, 11),
-        ({"pool_size": 15, "sv_active": 15, "cl_waiting": 9}, 15, 37, False, 15),
-        ({"pool_size": 12, "sv_active": 12, "cl_waiting": 9}, 15, 12, False, 12),
+        ({"pool_size": 3, "cl_active": 3, "cl_waiting": 5}, 15, 37, True, 8),
+        ({"pool_size": 3, "cl_active": 3, "cl_waiting": 30}, 15, 37, True, 15),
+        ({"pool_size": 3, "cl_active": 3, "cl_waiting": 30}, 15, 10, True, 10),
+        ({"pool_size": 10, "cl_active": 10, "cl_waiting": 0}, 15, 37, True, 11),
+        ({"pool_size": 15, "cl_active": 15, "cl_waiting": 9}, 15, 37, False, 15),
+        ({"pool_size": 12, "cl_active": 12, "cl_waiting": 9}, 15, 12, False, 12),
     ],
 )
 def test_pool_raise_stays_within_both_limits(pool, ceiling, capacity, allowed, size):
@@ -90,6 +103,7 @@ def test_pool_raise_stays_within_both_limits(pool, ceiling, capacity, allowed, s
 
 LEAKED = [{"cause": rules.LEAKED}]
 SMALL = [{"cause": rules.UNDERSIZED}]
+FLOODED = [{"cause": rules.FLOOD, "evidence": [{"by": "addr", "value": "10.0.0.9", "clients": 6, "of": 8}]}]
 CAN_RAISE = {"allowed": True, "reason": "pool_size 3 -> 8"}
 AT_CEILING = {"allowed": False, "reason": "pool_size 15 is already at its limit"}
 
@@ -101,9 +115,13 @@ AT_CEILING = {"allowed": False, "reason": "pool_size 15 is already at its limit"
         (LEAKED, [], CAN_RAISE, True, False, rules.TERMINATE),
         (LEAKED, [rules.TERMINATE], CAN_RAISE, True, False, rules.RAISE),
         (SMALL, [], CAN_RAISE, True, False, rules.RAISE),
-        (SMALL, [], AT_CEILING, True, False, rules.RECONNECT),
-        (SMALL, [rules.RAISE], CAN_RAISE, True, False, rules.RECONNECT),
-        (SMALL, [rules.RAISE, rules.RECONNECT], CAN_RAISE, True, False, rules.ESCALATE),
+        (SMALL, [], AT_CEILING, True, False, rules.ESCALATE),
+        (SMALL, [rules.RAISE], CAN_RAISE, True, False, rules.ESCALATE),
+        (LEAKED, [rules.TERMINATE, rules.RAISE], CAN_RAISE, True, False, rules.RECONNECT),
+        (LEAKED, [rules.TERMINATE], AT_CEILING, True, False, rules.RECONNECT),
+        (LEAKED, [rules.TERMINATE, rules.RECONNECT], AT_CEILING, True, False, rules.ESCALATE),
+        (FLOODED, [], CAN_RAISE, True, False, rules.ESCALATE),
+        (FLOODED + LEAKED, [], CAN_RAISE, True, False, rules.TERMINATE),
         (SMALL, [], None, False, False, rules.ESCALATE),
         (SMALL, [], None, False, True, rules.RESTART),
         (SMALL, [rules.RESTART], None, False, True, rules.ESCALATE),
@@ -114,8 +132,62 @@ def test_next_rung(found, tried, raise_plan, answers, restart, rung):
 
 
 def test_escalation_says_why_the_raise_was_refused():
-    step = rules.next_rung(SMALL, [rules.RECONNECT], AT_CEILING, True, False)
+    step = rules.next_rung(SMALL, [], AT_CEILING, True, False)
     assert step == {"rung": rules.ESCALATE, "reason": "not relieved: pool_size 15 is already at its limit"}
+
+
+def test_escalation_names_the_flooding_client():
+    step = rules.next_rung(FLOODED, [], CAN_RAISE, True, False)
+    assert step["reason"].endswith("addr 10.0.0.9 holds 6 of 8 clients")
+
+
+@pytest.mark.parametrize(
+    ("verified", "found", "tried", "rung"),
+    [
+        ({"verified": True, "reason": "3 samples"}, LEAKED, [rules.TERMINATE], rules.NONE),
+        ({"verified": False, "reason": "2 waiting"}, [], [rules.TERMINATE], rules.RAISE),
+        ({"verified": False, "reason": "2 waiting"}, [], [rules.TERMINATE, rules.RAISE], rules.RECONNECT),
+        ({"verified": False, "reason": "2 waiting"}, SMALL, [rules.RAISE], rules.ESCALATE),
+    ],
+)
+def test_rung_after_window(verified, found, tried, rung):
+    assert rules.rung_after_window(verified, found, tried, CAN_RAISE)["rung"] == rung
+
+
+FIRST = {
+    "database": "penguinmails_olap",
+    "exhausted": True,
+    "causes": [{"cause": rules.LEAKED}],
+    "pool": {"cl_waiting": 8, "pool_size": 3},
+    "ceiling_problem": None,
+}
+RELIEVED = {"pool": {"cl_waiting": 0, "pool_size": 3}, "verification": {"verified": True, "reason": "10 samples"}}
+STILL = {
+    "pool": {"cl_waiting": 5, "pool_size": 15},
+    "verification": {"verified": False, "reason": "sample 1: 5 waiting"},
+}
+
+
+@pytest.mark.parametrize(
+    ("first", "latest", "acted", "failure", "outcome", "note"),
+    [
+        (
+            FIRST,
+            RELIEVED,
+            True,
+            None,
+            "resolved",
+            "causes: leaked_idle_in_transaction; pool penguinmails_olap: waiting 8 -> 0",
+        ),
+        (FIRST, STILL, True, None, "escalated", "pool_size 3 -> 15; sample 1: 5 waiting"),
+        (FIRST, RELIEVED, True, "raise failed", "escalated", "; raise failed"),
+        (dict(FIRST, exhausted=False, causes=[]), RELIEVED, False, None, "no_action", "causes: none"),
+        (dict(FIRST, ceiling_problem="ceiling 50 above 37"), FIRST, False, None, "refused", "; ceiling 50 above 37"),
+    ],
+)
+def test_run_closing(first, latest, acted, failure, outcome, note):
+    closing = rules.run_closing(first, latest, acted, failure)
+    assert closing["outcome"] == outcome and note in closing["note"]
 
 
 OK_SAMPLE = {"cl_waiting": 0, "maxwait_seconds": 0.0, "probe_ok": True}
