@@ -16,11 +16,12 @@ def pool_latest(plans):
     return {}
 
 
-def pool_closing(first, latest=None, acted=(), failure=None):
-    """{outcome, note} for the incident's close (pool_relief.run_closing)."""
+def pool_closing(first, latest=None, acted=(), failure=None, earlier_changed_steps=0):
+    """{outcome, note} for the incident's close (pool_relief.run_closing); a rung taken by an earlier
+    run of the same incident counts as acted, so its second run still closes it resolved."""
     from ansible_collections.penguinmails.dbops.plugins.module_utils.pool_relief import run_closing
 
-    changed = any(bool((result or {}).get("changed")) for result in acted or [])
+    changed = any(bool((result or {}).get("changed")) for result in acted or []) or int(earlier_changed_steps or 0) > 0
     return run_closing(first or {}, latest or first or {}, changed, failure or None)
 
 
