@@ -300,7 +300,7 @@ def run_outcome(exhausted: bool, acted: bool, relieved: bool, refused: bool) -> 
     if refused:
         return "refused"
     if not exhausted:
-        return "no_action"
+        return "resolved" if acted else "no_action"  # acted: an earlier run of the same incident did
     if relieved:
         return "resolved" if acted else "no_action"
     return "escalated"

@@ -212,6 +212,7 @@ def test_verification(samples, verified, reason):
     ("exhausted", "acted", "relieved", "refused", "outcome"),
     [
         (False, False, True, False, "no_action"),
+        (False, True, True, False, "resolved"),
         (True, True, True, False, "resolved"),
         (True, False, True, False, "no_action"),
         (True, True, False, False, "escalated"),
