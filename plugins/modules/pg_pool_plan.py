@@ -19,7 +19,7 @@ description:
     replication - every other pool pointing at the same server); the largest raise within O(ceiling) and
     that capacity; and the next rung of the relief ladder (terminate, raise, reconnect, restart) not in
     O(tried), or escalate. The rules are in module_utils/pool_relief.py.
-  - With O(login_host) empty it reads the server PgBouncer's entry for O(database) points at: the one whose
+  - With O(login_host) empty it reads the server PgBouncer's entry for O(database) points at, the one whose
     slots the pool uses.
   - With O(window_s) above 0 it then samples the pool and a probe query through PgBouncer once a second
     for that long and returns RV(verification).
