@@ -89,6 +89,7 @@ attributes:
     description: Reads only; runs the same in check mode.
   diff_mode:
     support: none
+    description: It changes nothing, so there is nothing to show.
 """
 
 EXAMPLES = r"""

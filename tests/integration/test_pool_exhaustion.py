@@ -12,7 +12,12 @@ import json
 
 import lablib
 import pytest
-from test_bad_input import assert_refused, inventory, run  # noqa: F401 (fixtures)
+import test_bad_input
+from test_bad_input import assert_refused
+
+# The bad-input inventory (no server) and its runner, shared with test_bad_input.py.
+inventory = test_bad_input.inventory
+run = test_bad_input.run
 
 PLAYBOOK = lablib.REPO_ROOT / "playbooks" / "incident_pool_exhaustion.yml"
 
@@ -27,7 +32,7 @@ PLAYBOOK = lablib.REPO_ROOT / "playbooks" / "incident_pool_exhaustion.yml"
         ({"incident_tier": "oltp", "pool_query_max_s": "long"}, "pool_query_max_s"),
     ],
 )
-def test_pool_exhaustion_refuses_bad_input_before_opening_anything(run, extra, message):  # noqa: F811
+def test_pool_exhaustion_refuses_bad_input_before_opening_anything(run, extra, message):
     done, left = run("incident_pool_exhaustion.yml", **extra)
     assert_refused(done, left, message)
 

@@ -16,7 +16,7 @@ import psycopg2
 def main():
     port, database, user, count, seconds = sys.argv[1:6]
     sessions = []
-    for _ in range(int(count)):
+    while len(sessions) < int(count):
         conn = psycopg2.connect(
             host="127.0.0.1",
             port=int(port),
