@@ -44,11 +44,11 @@ TYPE_ORDER = (OUTAGE, SECURITY, POOL, DATA, PERF)
 # with the `playbooks` option). Only playbooks that exist are named.
 PLAYBOOKS = {
     OUTAGE: "playbooks/incident_db_outage.yml",
+    POOL: "playbooks/incident_pool_exhaustion.yml",
 }
 RUNBOOK_AVAILABLE, RUNBOOK_PLANNED = "available", "planned"
 # The seed's response steps, for a type whose runbook playbook is planned but not built yet.
 MANUAL_STEPS = {
-    POOL: "monitor the pools, adjust their configuration, restart services if needed",
     DATA: "identify the scope, quarantine the affected data, begin recovery procedures",
     PERF: "check the queries, optimize indexes, scale resources",
     SECURITY: "contain, investigate, document, notify stakeholders (Security Team, Legal)",

@@ -521,7 +521,10 @@ def test_summary_says_what_which_playbook_severity_and_target():
 
 def test_only_playbooks_that_exist_are_recommended():
     repo = pathlib.Path(__file__).resolve().parents[2]
-    assert PLAYBOOKS == {OUTAGE: "playbooks/incident_db_outage.yml"}
+    assert PLAYBOOKS == {
+        OUTAGE: "playbooks/incident_db_outage.yml",
+        POOL: "playbooks/incident_pool_exhaustion.yml",
+    }
     for playbook in PLAYBOOKS.values():
         assert (repo / playbook).is_file(), playbook
     for incident_type in escalation.INCIDENT_TYPES:
@@ -532,7 +535,6 @@ def test_only_playbooks_that_exist_are_recommended():
 @pytest.mark.parametrize(
     ("incident_type", "steps"),
     [
-        (POOL, "monitor the pools, adjust their configuration, restart services if needed"),
         (DATA, "identify the scope, quarantine the affected data, begin recovery procedures"),
         (PERF, "check the queries, optimize indexes, scale resources"),
         (SECURITY, "contain, investigate, document, notify stakeholders (Security Team, Legal)"),
@@ -544,6 +546,16 @@ def test_a_type_without_a_playbook_is_named_with_its_runbook_planned(incident_ty
         "playbook": None,
         "runbook_status": "planned",
         "next_step": "no playbook yet (runbook planned); respond by hand: %s" % steps,
+    }
+
+
+def test_pool_exhaustion_points_to_its_playbook():
+    available = runbook_for(POOL, PLAYBOOKS, "olap", "T1-olap-pool_exhaustion")
+    assert available == {
+        "playbook": "playbooks/incident_pool_exhaustion.yml",
+        "runbook_status": "available",
+        "next_step": "run playbooks/incident_pool_exhaustion.yml"
+        " -e incident_tier=olap -e incident_id=T1-olap-pool_exhaustion",
     }
 
 
