@@ -1,0 +1,132 @@
+"""pg_indexes against a real PostgreSQL: an index invalid for real, an approved index, stale statistics."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from diag_support import run_module, throwaway_servers
+
+pytestmark = pytest.mark.lab
+
+ROWS = 50000
+
+
+@pytest.fixture(scope="module")
+def servers():
+    with throwaway_servers() as started:
+        conn = started.admin_connect()
+        with conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE perf_orders (id bigint PRIMARY KEY, ref text, customer_email text);"
+                "INSERT INTO perf_orders SELECT g, 'r' || g, 'c' || (g %% 5000) || '@example.test'"
+                " FROM generate_series(1, %s) g;"
+                "INSERT INTO perf_orders VALUES (%s, 'r1', 'dup@example.test')",
+                [ROWS, ROWS + 1],
+            )
+            with pytest.raises(psycopg2.errors.UniqueViolation):
+                cur.execute("CREATE UNIQUE INDEX CONCURRENTLY perf_orders_ref_key ON perf_orders (ref)")
+        conn.close()
+        yield started
+
+
+def index_state(servers):
+    conn = servers.admin_connect()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, i.indisvalid, pg_get_indexdef(c.oid) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'perf_orders'::regclass ORDER BY 1"
+        )
+        rows = {name: (valid, definition) for name, valid, definition in cur.fetchall()}
+    conn.close()
+    return rows
+
+
+def admin_sql(servers, statement):
+    conn = servers.admin_connect()
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+APPROVED = [{"table": "perf_orders", "columns": ["customer_email"]}]
+
+
+def test_bad_entries_fail_naming_them_and_change_nothing(servers):
+    before = index_state(servers)
+    cases = {
+        "the server refuses it": {"table": "perf_orders", "expression": "lower(customer_email"},
+        "unknown table public.no_such_table": {"table": "no_such_table", "columns": ["x"]},
+        "exactly one of columns": {"table": "perf_orders"},
+        "without ';'": {"table": "perf_orders", "expression": "lower(ref)); DROP TABLE perf_orders; --"},
+    }
+    for expected, entry in cases.items():
+        result = run_module("pg_indexes", servers.pg_args(approved=[entry]))
+        assert result.get("failed"), entry
+        assert expected in result["msg"] and "approved index 0" in result["msg"]
+        assert servers.admin_password not in result["_stdout"]
+    assert index_state(servers) == before
+
+
+def test_check_mode_plans_and_changes_nothing(servers):
+    before = index_state(servers)
+    result = run_module("pg_indexes", servers.pg_args(approved=APPROVED), check_mode=True)
+    assert not result.get("failed"), result.get("msg")
+    assert result["invalid"] == ["public.perf_orders_ref_key"]
+    assert [a["action"] for a in result["actions"]][:2] == ["reindex", "create"]
+    assert any(
+        q.startswith('REINDEX INDEX CONCURRENTLY "public"."perf_orders_ref_key"') for q in result["executed_queries"]
+    )
+    assert any('CREATE INDEX CONCURRENTLY "perf_orders_customer_email_idx"' in q for q in result["executed_queries"])
+    assert index_state(servers) == before
+
+
+def test_a_reindex_that_fails_again_is_reported_and_leaves_no_ccnew(servers):
+    result = run_module("pg_indexes", servers.pg_args(approved=APPROVED, analyze_stale=False))
+    assert not result.get("failed"), result.get("msg")
+    assert any(f.startswith("reindex public.perf_orders_ref_key: ") for f in result["failures"])
+    assert "dup@example.test" not in result["_stdout"]
+    state = index_state(servers)
+    assert not any(name.endswith("_ccnew") for name in state)
+    assert state["perf_orders_ref_key"][0] is False
+    assert state["perf_orders_customer_email_idx"][0] is True
+
+
+def test_rebuilds_once_the_data_allows_it_cleaning_leftovers_then_nothing_to_do(servers):
+    admin_sql(servers, "DELETE FROM perf_orders WHERE id = %d" % (ROWS + 1))
+    # A leftover of an earlier failed REINDEX CONCURRENTLY, as the server leaves it.
+    admin_sql(
+        servers,
+        "CREATE INDEX perf_orders_ref_key_ccnew ON perf_orders (ref);"
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'perf_orders_ref_key_ccnew'::regclass",
+    )
+    result = run_module("pg_indexes", servers.pg_args(approved=APPROVED))
+    assert not result.get("failed"), result.get("msg")
+    assert result["failures"] == []
+    kinds = [(a["action"], a["name"]) for a in result["actions"]]
+    assert kinds[:2] == [("drop_leftover", "perf_orders_ref_key_ccnew"), ("reindex", "perf_orders_ref_key")]
+    assert ("analyze", None) in kinds
+    state = index_state(servers)
+    assert state["perf_orders_ref_key"][0] is True and "perf_orders_ref_key_ccnew" not in state
+    assert result["approved"] == [{"action": "present", "name": "perf_orders_customer_email_idx"}]
+
+    again = run_module("pg_indexes", servers.pg_args(approved=APPROVED))
+    assert again["changed"] is False and again["actions"] == [] and again["executed_queries"] == []
+
+
+def test_same_definition_under_another_name_is_present(servers):
+    renamed = [{"table": "public.perf_orders", "columns": ["customer_email"], "name": "another_name"}]
+    result = run_module("pg_indexes", servers.pg_args(approved=renamed))
+    assert result["changed"] is False
+    assert result["approved"] == [{"action": "present", "name": "perf_orders_customer_email_idx"}]
+    assert "another_name" not in index_state(servers)
+
+
+def test_duplicates_and_unused_are_reported_never_dropped(servers):
+    admin_sql(servers, "CREATE INDEX perf_orders_email_copy ON perf_orders (customer_email)")
+    result = run_module("pg_indexes", servers.pg_args(approved=APPROVED))
+    [group] = result["duplicates"]
+    assert group["indexes"] == ["perf_orders_customer_email_idx", "perf_orders_email_copy"]
+    assert "perf_orders_email_copy" in {entry["name"] for entry in result["unused"]}
+    assert "perf_orders_pkey" not in {entry["name"] for entry in result["unused"]}
+    assert "perf_orders_email_copy" in index_state(servers)
+    assert result["changed"] is False
