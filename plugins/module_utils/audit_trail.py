@@ -63,6 +63,7 @@ READ_ONLY_MODULES = frozenset(
             "pg_failover_plan",
             "pg_health",
             "pg_node_info",
+            "pg_query_check",
             "pgbouncer_pools",
             "posthog_alerts",
         )

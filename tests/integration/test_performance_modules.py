@@ -1,10 +1,11 @@
-"""pg_indexes against a real PostgreSQL: an index invalid for real, an approved index, stale statistics."""
+"""pg_indexes and pg_query_check against a real PostgreSQL: an index invalid for real, an approved index,
+stale statistics, a session blocking others, heavy sequential scans."""
 
 from __future__ import annotations
 
 import psycopg2
 import pytest
-from diag_support import run_module, throwaway_servers
+from diag_support import backend_pids, hold_sessions, run_module, throwaway_servers, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -23,6 +24,7 @@ def servers():
                 "INSERT INTO perf_orders VALUES (%s, 'r1', 'dup@example.test')",
                 [ROWS, ROWS + 1],
             )
+            cur.execute("GRANT ALL ON perf_orders TO %s" % started.app_user)
             with pytest.raises(psycopg2.errors.UniqueViolation):
                 cur.execute("CREATE UNIQUE INDEX CONCURRENTLY perf_orders_ref_key ON perf_orders (ref)")
         conn.close()
@@ -130,3 +132,48 @@ def test_duplicates_and_unused_are_reported_never_dropped(servers):
     assert "perf_orders_pkey" not in {entry["name"] for entry in result["unused"]}
     assert "perf_orders_email_copy" in index_state(servers)
     assert result["changed"] is False
+
+
+def test_query_check_finds_the_blocking_chain_and_plans_the_root(servers):
+    with hold_sessions() as holder:
+        blocker = holder.keep(servers.app_connect(application_name="perf-blocker"))
+        blocker.autocommit = False
+        with blocker.cursor() as cur:
+            cur.execute("UPDATE perf_orders SET ref = ref WHERE id = 1")
+        for number in (1, 2):
+            waiter = servers.app_connect(application_name="perf-waiter-%d" % number)
+            holder.run_in_background(waiter, "UPDATE perf_orders SET ref = ref WHERE id = 1")
+        assert wait_until(lambda: len(run_module("pg_query_check", servers.pg_args())["blocking_chains"]) == 1)
+        result = run_module("pg_query_check", servers.pg_args(block_max_s=0, query_max_s=3600))
+        [root] = backend_pids(servers, "perf-blocker")
+    assert not result.get("failed"), result.get("msg")
+    [chain] = result["blocking_chains"]
+    assert chain["root_pid"] == root and chain["state"] == "idle in transaction"
+    assert chain["depth"] >= 1 and len(chain["waiters"]) == 2
+    assert result["waits_by_type"].get("Lock", 0) >= 1
+    assert result["plan"] == {"blockers": [root], "long_queries": []}
+    assert result["changed"] is False
+
+
+def test_query_check_says_when_pg_stat_statements_is_missing_and_goes_on(servers):
+    result = run_module("pg_query_check", servers.pg_args(watch="perf_orders"))
+    assert not result.get("failed"), result.get("msg")
+    assert result["statements_available"] is False
+    assert result["top_by_total"] == [] and result["watched"] is None
+    assert "pg_stat_statements is not loaded" in result["_stdout"], result["_stdout"][-600:]
+
+
+def test_query_check_reports_heavy_seq_scans_and_times_the_probe(servers):
+    probe = "SELECT count(*) FROM perf_orders WHERE ref = 'r77'"
+    result = run_module(
+        "pg_query_check", servers.pg_args(probe=probe, probe_runs=3, seq_scan_min_rows=1, seq_scan_ratio=0)
+    )
+    assert result["probe"]["runs"] == 3 and len(result["probe"]["durations_ms"]) == 3
+    assert result["probe"]["median_ms"] > 0
+    assert "perf_orders" in {table["table"] for table in result["heavy_seq_scans"]}
+
+
+def test_the_probe_cannot_write(servers):
+    result = run_module("pg_query_check", servers.pg_args(probe="DELETE FROM perf_orders"))
+    assert result.get("failed") and "read-only transaction" in result["msg"]
+    assert index_state(servers)
