@@ -112,7 +112,9 @@ statements_available:
   type: bool
   sample: true
 top_by_total:
-  description: Top statements by total execution time (queryid, query, calls, rows, total_ms, mean_ms, shared and temp blocks).
+  description:
+    - Top statements by total execution time (queryid, query, calls, rows, total_ms, mean_ms,
+      shared and temp blocks).
   returned: always
   type: list
   elements: dict
@@ -124,7 +126,9 @@ top_by_mean:
   elements: dict
   sample: []
 heavy_seq_scans:
-  description: Tables read mostly by sequential scans (schema, table, seq_scan, seq_tup_read, idx_tup_fetch, n_live_tup).
+  description:
+    - Tables read mostly by sequential scans (schema, table, seq_scan, seq_tup_read, idx_tup_fetch,
+      n_live_tup).
   returned: always
   type: list
   elements: dict
