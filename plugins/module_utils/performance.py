@@ -191,12 +191,73 @@ def verification(
     }
 
 
-def run_outcome(changed: bool, verified: Optional[bool], failures: Sequence[str]) -> Dict[str, str]:
-    """The incident's outcome: escalated when a step failed or verification did not hold; else resolved or no_action."""
+def slow_statement_ms(
+    check: Optional[Dict[str, Any]], window_start: Optional[Dict[str, Any]] = None
+) -> Optional[float]:
+    """The slow statement's time in one check: the probe's median, else the watched statement's mean
+    (over the window since `window_start` when given, else since statistics were reset)."""
+    check = check or {}
+    if check.get("probe"):
+        return check["probe"].get("median_ms")
+    if not check.get("watched"):
+        return None
+    return statement_delta((window_start or {}).get("watched") or {}, check["watched"])["mean_ms"]
+
+
+def performance_verdict(
+    before: Dict[str, Any], window_start: Dict[str, Any], window_end: Dict[str, Any], target_ms: Optional[float]
+) -> Dict[str, Any]:
+    """Before/after evidence and whether the run made it better (pg_query_check results of the run)."""
+    after_ms = slow_statement_ms(window_end, window_start)
+    verdict = verification(window_end.get("blocking_chains") or [], after_ms, target_ms)
+    verdict.update(
+        before_ms=slow_statement_ms(before),
+        after_ms=after_ms,
+        target_ms=target_ms,
+        blocking_chains_before=len(before.get("blocking_chains") or []),
+        blocking_chains_after=len(window_end.get("blocking_chains") or []),
+    )
+    return verdict
+
+
+def refusal_of(tier_decision: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Why the run must not act on this tier: no healthy primary (pg_failover_plan's decision)."""
+    if not tier_decision or tier_decision.get("action") == "healthy":
+        return None
+    return "no healthy primary (%s: %s); run incident_db_outage.yml" % (
+        tier_decision.get("action"),
+        tier_decision.get("reason"),
+    )
+
+
+def run_outcome(
+    changed: bool, verdict: Optional[Dict[str, Any]], failures: Sequence[str], refusal: Optional[str] = None
+) -> Dict[str, str]:
+    """The incident's outcome and note: refused when the run would not act, escalated when a step failed
+    or the verification did not hold (with its evidence), else resolved or no_action."""
+    if refusal:
+        return {"outcome": "refused", "note": refusal}
     if failures:
         return {"outcome": "escalated", "note": "; ".join(failures)}
-    if verified is False:
-        return {"outcome": "escalated", "note": "not better after the run"}
+    if verdict and not verdict.get("verified"):
+        return {"outcome": "escalated", "note": "not better after the run: %s" % verdict.get("reason")}
+    reason = "; %s" % verdict["reason"] if verdict else ""
     if changed:
-        return {"outcome": "resolved", "note": "mitigated and verified"}
-    return {"outcome": "no_action", "note": "nothing needed changing"}
+        return {"outcome": "resolved", "note": "mitigated" + reason}
+    return {"outcome": "no_action", "note": "nothing needed changing" + reason}
+
+
+def input_problems(approved: Any, target_ms: Any, watch: Any, probe: Any) -> List[str]:
+    """What the argument spec cannot say: each approved index's fields, and evidence for a target."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import approved_problems
+
+    if not isinstance(approved, list) or not all(isinstance(spec, dict) for spec in approved):
+        return ["performance_approved_indexes must be a list of dicts (table, columns or expression, ...)"]
+    problems = [
+        "performance_approved_indexes[%d]: %s" % (position, problem)
+        for position, spec in enumerate(approved)
+        for problem in approved_problems(spec)
+    ]
+    if target_ms and not (str(watch or "").strip() or str(probe or "").strip()):
+        problems.append("performance_target_ms needs performance_watch or performance_probe to measure against")
+    return problems

@@ -5,7 +5,10 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.performance imp
     blockers_over,
     blocking_chains,
     heavy_seq_scans,
+    input_problems,
     missing_index_candidates,
+    performance_verdict,
+    refusal_of,
     run_outcome,
     sessions_over,
     stale_statistics,
@@ -166,16 +169,94 @@ def test_verification(chains, mean, target, verified, says):
     assert verdict["verified"] is verified and says in verdict["reason"]
 
 
+GOOD = {"verified": True, "reason": "no blocking chain"}
+BAD = {"verified": False, "reason": "the slow statement's mean is 900.0 ms, over its target of 100.0 ms"}
+
+
 @pytest.mark.parametrize(
-    "changed, verified, failures, outcome",
+    "changed, verdict, failures, refusal, outcome, says",
     [
-        (False, True, [], "no_action"),
-        (True, True, [], "resolved"),
-        (True, None, [], "resolved"),
-        (True, False, [], "escalated"),
-        (False, True, ["reindex x: failed"], "escalated"),
-        (False, False, [], "escalated"),
+        (False, GOOD, [], None, "no_action", "nothing needed changing; no blocking chain"),
+        (True, GOOD, [], None, "resolved", "mitigated; no blocking chain"),
+        (True, None, [], None, "resolved", "mitigated"),
+        (True, BAD, [], None, "escalated", "over its target"),
+        (False, BAD, [], None, "escalated", "not better"),
+        (True, GOOD, ["reindex public.x: failed"], None, "escalated", "reindex public.x"),
+        (False, None, [], "pgdb-2 is a standby", "refused", "standby"),
     ],
 )
-def test_run_outcome(changed, verified, failures, outcome):
-    assert run_outcome(changed, verified, failures)["outcome"] == outcome
+def test_run_outcome(changed, verdict, failures, refusal, outcome, says):
+    closing = run_outcome(changed, verdict, failures, refusal)
+    assert closing["outcome"] == outcome and says in closing["note"]
+
+
+def check(chains=0, probe=None, watched=None):
+    return {"blocking_chains": [{"root_pid": n} for n in range(chains)], "probe": probe, "watched": watched}
+
+
+@pytest.mark.parametrize(
+    "before, start, end, target, verified, before_ms, after_ms",
+    [
+        (check(1, {"median_ms": 90.0}), check(), check(0, {"median_ms": 2.0}), 10.0, True, 90.0, 2.0),
+        (check(0, {"median_ms": 90.0}), check(), check(0, {"median_ms": 50.0}), 10.0, False, 90.0, 50.0),
+        (check(2), check(), check(1), None, False, None, None),
+        (
+            check(0, watched={"calls": 10, "total_ms": 1000.0}),
+            check(watched={"calls": 10, "total_ms": 1000.0}),
+            check(0, watched={"calls": 30, "total_ms": 1040.0}),
+            5.0,
+            True,
+            100.0,
+            2.0,
+        ),
+        (
+            check(0, watched={"calls": 10, "total_ms": 1000.0}),
+            check(watched={"calls": 10, "total_ms": 1000.0}),
+            check(0, watched={"calls": 10, "total_ms": 1000.0}),
+            5.0,
+            False,
+            100.0,
+            None,
+        ),
+    ],
+)
+def test_performance_verdict_before_and_after(before, start, end, target, verified, before_ms, after_ms):
+    verdict = performance_verdict(before, start, end, target)
+    assert verdict["verified"] is verified
+    assert (verdict["before_ms"], verdict["after_ms"]) == (before_ms, after_ms)
+    assert verdict["blocking_chains_after"] == len(end["blocking_chains"])
+
+
+@pytest.mark.parametrize(
+    "decision, refused",
+    [
+        (None, False),
+        ({"action": "healthy"}, False),
+        ({"action": "failover", "reason": "primary down"}, True),
+        ({"action": "split_brain", "reason": "two primaries"}, True),
+    ],
+)
+def test_refusal_of(decision, refused):
+    assert bool(refusal_of(decision)) is refused
+
+
+@pytest.mark.parametrize(
+    "approved, target, watch, probe, says",
+    [
+        ([], 0, "", "", None),
+        ([{"table": "t", "columns": ["a"]}], 50, "", "SELECT 1", None),
+        ([{"table": "t"}], 0, "", "", "performance_approved_indexes[0]: give exactly one of columns"),
+        (
+            [{"table": "t", "columns": ["a"]}, {"table": "t", "expression": "x; drop"}],
+            0,
+            "",
+            "",
+            "[1]: expression must be",
+        ),
+        ("orders", 0, "", "", "must be a list of dicts"),
+        ([], 50, "", " ", "performance_target_ms needs performance_watch or performance_probe"),
+    ],
+)
+def test_input_problems(approved, target, watch, probe, says):
+    problems = input_problems(approved, target, watch, probe)
+    assert (says is None and problems == []) or any(says in problem for problem in problems)

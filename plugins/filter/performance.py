@@ -1,0 +1,41 @@
+# Copyright: (c) 2026, PenguinMails Database Operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The performance runbook's rules that need results of earlier tasks: thin calls into
+module_utils/performance.py (imported when a filter is called, like filter/outage.py)."""
+
+from __future__ import annotations
+
+
+def performance_verdict(before, window_start, window_end, target_ms=0):
+    """pg_query_check results (before the run, window start, window end) -> the verdict with before/after."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import performance_verdict as verdict
+
+    if not window_end or window_end.get("skipped"):
+        return {}
+    target = float(target_ms) if target_ms else None
+    return verdict(dict(before or {}), dict(window_start or {}), dict(window_end or {}), target)
+
+
+def performance_closing(verdict=None, changed=(), failures=(), tier=None):
+    """-> {outcome, note} for the incident's close (`tier`: pg_failover_plan's result, refused when not healthy)."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import refusal_of, run_outcome
+
+    changed_any = any(bool((result or {}).get("changed")) for result in changed)
+    failed = [str(failure) for failure in failures or []]
+    return run_outcome(changed_any, verdict or None, failed, refusal_of((tier or {}).get("decision")))
+
+
+def performance_input_problems(approved, target_ms=0, watch="", probe=""):
+    """performance_approved_indexes and the verification inputs -> one line per problem."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import input_problems
+
+    return input_problems(approved, target_ms, watch, probe)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "performance_verdict": performance_verdict,
+            "performance_closing": performance_closing,
+            "performance_input_problems": performance_input_problems,
+        }
