@@ -16,11 +16,12 @@ def performance_verdict(before, window_start, window_end, target_ms=0):
     return verdict(dict(before or {}), dict(window_start or {}), dict(window_end or {}), target)
 
 
-def performance_closing(verdict=None, changed=(), failures=(), tier=None):
-    """-> {outcome, note} for the incident's close (`tier`: pg_failover_plan's result, refused when not healthy)."""
+def performance_closing(verdict=None, changed=(), failures=(), tier=None, earlier_changed_steps=0):
+    """-> {outcome, note} for the incident's close (`tier`: pg_failover_plan's result, refused when not healthy;
+    a rerun of an incident an earlier run changed stays resolved)."""
     from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import refusal_of, run_outcome
 
-    changed_any = any(bool((result or {}).get("changed")) for result in changed)
+    changed_any = int(earlier_changed_steps or 0) > 0 or any(bool((result or {}).get("changed")) for result in changed)
     failed = [str(failure) for failure in failures or []]
     return run_outcome(changed_any, verdict or None, failed, refusal_of((tier or {}).get("decision")))
 
