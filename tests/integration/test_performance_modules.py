@@ -177,3 +177,68 @@ def test_the_probe_cannot_write(servers):
     result = run_module("pg_query_check", servers.pg_args(probe="DELETE FROM perf_orders"))
     assert result.get("failed") and "read-only transaction" in result["msg"]
     assert index_state(servers)
+
+
+ALLOWED = ["work_mem", "statement_timeout", "shared_buffers", "maintenance_work_mem"]
+
+
+def show(servers, statement):
+    conn = servers.admin_connect()
+    with conn.cursor() as cur:
+        cur.execute(statement)
+        value = cur.fetchone()
+    conn.close()
+    return value[0] if value else None
+
+
+def role_settings(servers):
+    return show(
+        servers,
+        "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+        " WHERE s.setdatabase = 0 AND r.rolname = '%s'" % servers.app_user,
+    )
+
+
+def test_tune_refuses_bad_settings_before_changing_anything(servers):
+    before = (show(servers, "SHOW work_mem"), role_settings(servers))
+    cases = {
+        "is not on the allow list": [{"name": "work_mem", "value": "8MB"}, {"name": "fsync", "value": "off"}],
+        "work_mem = 5TB: ": [{"name": "maintenance_work_mem", "value": "128MB"}, {"name": "work_mem", "value": "5TB"}],
+        "role no_such_role does not exist": [{"name": "work_mem", "value": "8MB", "role": "no_such_role"}],
+    }
+    for expected, settings in cases.items():
+        result = run_module("pg_tune", servers.pg_args(settings=settings, allowed=ALLOWED))
+        assert result.get("failed") and expected in result["msg"], result
+    assert (show(servers, "SHOW work_mem"), role_settings(servers)) == before
+
+
+def test_tune_changes_reports_restart_settings_and_reverts(servers):
+    settings = [
+        {"name": "work_mem", "value": "48MB"},
+        {"name": "statement_timeout", "value": "45s", "role": servers.app_user},
+        {"name": "shared_buffers", "value": "256MB"},
+    ]
+    planned = run_module("pg_tune", servers.pg_args(settings=settings, allowed=ALLOWED), check_mode=True)
+    assert planned["changed"] and "ALTER SYSTEM SET work_mem = '48MB'" in planned["executed_queries"]
+    assert show(servers, "SHOW work_mem") != "48MB"
+
+    result = run_module("pg_tune", servers.pg_args(settings=settings, allowed=ALLOWED))
+    assert not result.get("failed"), result.get("msg")
+    assert [(e["scope"], e["name"], e["previous"], e["value"]) for e in result["replaced"]] == [
+        ("system", "work_mem", None, "48MB"),
+        ("role", "statement_timeout", None, "45s"),
+    ]
+    assert [entry["name"] for entry in result["not_applied"]] == ["shared_buffers"]
+    assert "restart" in result["not_applied"][0]["reason"]
+    assert show(servers, "SHOW work_mem") == "48MB"
+    assert role_settings(servers) == ["statement_timeout=45s"]
+    assert show(servers, "SHOW shared_buffers") != "256MB"
+
+    again = run_module("pg_tune", servers.pg_args(settings=settings, allowed=ALLOWED))
+    assert again["changed"] is False and again["unchanged"] == ["work_mem", "statement_timeout"]
+
+    back = [{"name": e["name"], "role": e["role"], "value": e["previous"]} for e in result["replaced"]]
+    reverted = run_module("pg_tune", servers.pg_args(settings=back, allowed=ALLOWED))
+    assert reverted["changed"] and "ALTER SYSTEM RESET work_mem" in reverted["executed_queries"]
+    assert show(servers, "SHOW work_mem") == "4MB"
+    assert role_settings(servers) is None
