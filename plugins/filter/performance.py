@@ -26,11 +26,21 @@ def performance_closing(verdict=None, changed=(), failures=(), tier=None, earlie
     return run_outcome(changed_any, verdict or None, failed, refusal_of((tier or {}).get("decision")))
 
 
-def performance_input_problems(approved, target_ms=0, watch="", probe=""):
-    """performance_approved_indexes and the verification inputs -> one line per problem."""
+def performance_input_problems(
+    approved, target_ms=0, watch="", probe="", settings=(), allowed_settings=(), revert=False, incident_id=None
+):
+    """The runbook's inputs beyond their types -> one line per problem."""
     from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import input_problems
 
-    return input_problems(approved, target_ms, watch, probe)
+    revert_without_incident = bool(revert) and not str(incident_id or "").strip()
+    return input_problems(approved, target_ms, watch, probe, settings, allowed_settings or [], revert_without_incident)
+
+
+def performance_settings_to_revert(record):
+    """An incident's record.json (parsed) -> the settings that put back what its runs replaced."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import revert_from_record
+
+    return revert_from_record(record or {})
 
 
 class FilterModule:
@@ -39,4 +49,5 @@ class FilterModule:
             "performance_verdict": performance_verdict,
             "performance_closing": performance_closing,
             "performance_input_problems": performance_input_problems,
+            "performance_settings_to_revert": performance_settings_to_revert,
         }

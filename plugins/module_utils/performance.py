@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import approved_problems
+from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import spec_problems
+
 STATEMENT_PREVIEW_CHARS = 200
 
 # pg_stat_statements columns the report keeps (PostgreSQL 13 and later names).
@@ -247,10 +250,24 @@ def run_outcome(
     return {"outcome": "no_action", "note": "nothing needed changing" + reason}
 
 
-def input_problems(approved: Any, target_ms: Any, watch: Any, probe: Any) -> List[str]:
-    """What the argument spec cannot say: each approved index's fields, and evidence for a target."""
-    from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import approved_problems
+def input_problems(
+    approved: Any,
+    target_ms: Any,
+    watch: Any,
+    probe: Any,
+    settings: Any = (),
+    allowed_settings: Sequence[str] = (),
+    revert_without_incident: bool = False,
+) -> List[str]:
+    """What the argument spec cannot say: each approved index's fields, evidence for a target, settings
+    on the allow list, and an incident to revert."""
+    problems = spec_problems(list(settings) if isinstance(settings, (list, tuple)) else settings, allowed_settings)
+    if revert_without_incident:
+        problems.append("performance_revert needs -e incident_id=<the incident whose settings to put back>")
+    return problems + index_and_target_problems(approved, target_ms, watch, probe)
 
+
+def index_and_target_problems(approved: Any, target_ms: Any, watch: Any, probe: Any) -> List[str]:
     if not isinstance(approved, list) or not all(isinstance(spec, dict) for spec in approved):
         return ["performance_approved_indexes must be a list of dicts (table, columns or expression, ...)"]
     problems = [

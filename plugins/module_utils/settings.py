@@ -100,3 +100,14 @@ def originals(steps: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 def revert_spec(entry: Dict[str, Any]) -> Dict[str, Any]:
     """The setting to apply to put `entry` back (value None: RESET)."""
     return {"name": entry["name"], "role": entry.get("role"), "value": entry.get("previous")}
+
+
+SETTINGS_STEP = "change settings"
+
+
+def revert_from_record(record: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The settings that put back what the incident's settings steps replaced (from its record.json)."""
+    steps = [
+        entry.get("details") for entry in (record or {}).get("timeline") or [] if entry.get("name") == SETTINGS_STEP
+    ]
+    return [revert_spec(entry) for entry in originals(steps)]

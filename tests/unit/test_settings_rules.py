@@ -94,3 +94,23 @@ def test_originals_keep_the_value_before_the_first_change():
         {"name": "work_mem", "role": None, "value": None},
         {"name": "statement_timeout", "role": "app", "value": "5s"},
     ]
+
+
+def test_revert_from_record_reads_only_the_settings_steps():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import revert_from_record
+
+    record = {
+        "timeline": [
+            {"name": "check queries on oltp-1", "details": {"replaced": [{"scope": "system", "name": "x"}]}},
+            {
+                "name": "change settings",
+                "details": {"replaced": [change_entry({"name": "work_mem", "value": "48MB"}, "2MB")]},
+            },
+            {
+                "name": "revert settings",
+                "details": {"replaced": [change_entry({"name": "work_mem", "value": "2MB"}, "48MB")]},
+            },
+        ]
+    }
+    assert revert_from_record(record) == [{"name": "work_mem", "role": None, "value": "2MB"}]
+    assert revert_from_record({}) == []
