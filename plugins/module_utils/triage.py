@@ -44,6 +44,7 @@ TYPE_ORDER = (OUTAGE, SECURITY, POOL, DATA, PERF)
 # with the `playbooks` option). Only playbooks that exist are named.
 PLAYBOOKS = {
     OUTAGE: "playbooks/incident_db_outage.yml",
+    PERF: "playbooks/incident_performance.yml",
 }
 RUNBOOK_AVAILABLE, RUNBOOK_PLANNED = "available", "planned"
 # The seed's response steps, for a type whose runbook playbook is planned but not built yet.
