@@ -158,17 +158,12 @@ endpoint:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.connected import run_connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.index_run import optimize_indexes
 from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import INDEX_METHODS
-from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
-    close_quietly,
-    connect,
     connection_argument_spec,
-    connection_params,
     ensure_psycopg2,
-    require_primary,
 )
 
 
@@ -201,19 +196,10 @@ def main() -> None:
     ensure_psycopg2(module)
     if module.params["unused_min_bytes"] < 0:
         module.fail_json(msg="unused_min_bytes must be at least 0 (got %d)" % module.params["unused_min_bytes"])
-    params = connection_params(module)
-    conn = None
-    try:
-        conn = connect(params)
-        require_primary(conn, params)
-        result = optimize_indexes(conn, params, module.params, module.check_mode)
-    except ValueError as error:
-        module.fail_json(msg=str(error), changed=False, endpoint=params.endpoint)
-    except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, changed=False, endpoint=params.endpoint)
-    finally:
-        close_quietly(conn)
-    module.exit_json(**json_safe(result))
+    result = run_connected(
+        module, lambda conn, params: optimize_indexes(conn, params, module.params, module.check_mode), primary=True
+    )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

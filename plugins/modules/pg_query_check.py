@@ -168,13 +168,9 @@ endpoint:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import json_safe
+from ansible_collections.penguinmails.dbops.plugins.module_utils.connected import run_connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
-    close_quietly,
-    connect,
     connection_argument_spec,
-    connection_params,
     ensure_psycopg2,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.query_check import check_queries
@@ -205,18 +201,10 @@ def main() -> None:
             module.fail_json(msg="%s must be at least %s (got %s)" % (option, minimum, module.params[option]))
     if module.params["probe_runs"] > 100:
         module.fail_json(msg="probe_runs must be at most 100 (got %d)" % module.params["probe_runs"])
-    params = connection_params(module)
-    conn = None
-    try:
-        conn = connect(params)
-        result = check_queries(conn, params, module.params)
-    except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, changed=False, endpoint=params.endpoint)
-    finally:
-        close_quietly(conn)
+    result = run_connected(module, lambda conn, params: check_queries(conn, params, module.params), primary=False)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    module.exit_json(**json_safe(result))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -106,14 +106,10 @@ endpoint:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.penguinmails.dbops.plugins.module_utils.connected import run_connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
-    close_quietly,
-    connect,
     connection_argument_spec,
-    connection_params,
     ensure_psycopg2,
-    require_primary,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import spec_problems
 from ansible_collections.penguinmails.dbops.plugins.module_utils.settings_run import apply_settings
@@ -139,18 +135,11 @@ def main() -> None:
     problems = spec_problems(module.params["settings"], module.params["allowed"], require_value=False)
     if problems:
         module.fail_json(msg="; ".join(problems))
-    params = connection_params(module)
-    conn = None
-    try:
-        conn = connect(params)
-        require_primary(conn, params)
-        result = apply_settings(conn, params, module.params["settings"], module.check_mode)
-    except ValueError as error:
-        module.fail_json(msg=str(error), changed=False, endpoint=params.endpoint)
-    except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, changed=False, endpoint=params.endpoint)
-    finally:
-        close_quietly(conn)
+    result = run_connected(
+        module,
+        lambda conn, params: apply_settings(conn, params, module.params["settings"], module.check_mode),
+        primary=True,
+    )
     module.exit_json(**result)
 
 
