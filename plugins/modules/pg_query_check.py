@@ -13,7 +13,7 @@ description:
     each waiter waits) and sessions by wait event type.
   - Top statements from C(pg_stat_statements) by total and by mean time (calls, rows, shared blocks
     hit and read, temp blocks), their text truncated to 200 characters and redacted. Where the
-    extension is not loaded or not created, says so in RV(warnings) and goes on.
+    extension is not loaded or not created, says so in a warning and goes on.
   - Tables with heavy sequential scans against index fetches, the top statements that name them
     (missing-index candidates, reported only), and tables whose statistics are stale.
   - The plan, RV(plan.blockers) (root blockers holding someone longer than O(block_max_s)) and
@@ -146,10 +146,21 @@ stale_statistics:
   elements: dict
   sample: []
 plan:
-  description: C(blockers) and C(long_queries), lists of pids to cancel then terminate.
+  description: The sessions to cancel, then terminate.
   returned: always
   type: dict
   sample: {"blockers": [4242], "long_queries": []}
+  contains:
+    blockers:
+      description: Pids of root blockers holding a waiter longer than O(block_max_s).
+      type: list
+      elements: int
+      returned: always
+    long_queries:
+      description: Pids of active statements running longer than O(query_max_s).
+      type: list
+      elements: int
+      returned: always
 watched:
   description: Calls and total_ms summed over the entries matching O(watch); null without O(watch) or the extension.
   returned: always
