@@ -40,6 +40,12 @@ COMMANDS_WITHOUT_DATABASE = ("RELOAD", "PAUSE", "RESUME", "RECONNECT", "WAIT_CLO
 # PgBouncer's console accepts bare words or double-quoted names; refuse anything else
 # rather than trying to escape it.
 _CONSOLE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
+_SETTING_KEY = re.compile(r"^[a-z_]{1,63}$")
+# A setting value the console's SET and the ini file both take as written (no quote, no comment mark).
+SETTING_VALUE = re.compile(r"^[A-Za-z0-9_.,:/@+%* -]{0,1024}$")
+_CLIENT_ID = re.compile(r"^(0x)?[0-9a-fA-F]{1,16}$")
+KILL_CLIENT_SINCE = (1, 24)
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 def pgbouncer_argument_spec() -> Dict[str, Dict[str, Any]]:
@@ -104,6 +110,18 @@ class AdminConsole:
         execute(self.conn, self.params, text)
         return text
 
+    def set(self, key: str, value: str) -> str:
+        """SET key = 'value' (checked by set_command); return its text."""
+        text = set_command(key, value)
+        execute(self.conn, self.params, text)
+        return text
+
+    def kill_client(self, client_id: str, version: tuple) -> str:
+        """KILL_CLIENT id where the version has it (kill_client_command); return its text."""
+        text = kill_client_command(client_id, version)
+        execute(self.conn, self.params, text)
+        return text
+
     def config(self) -> Dict[str, str]:
         """SHOW CONFIG as {key: value}."""
         return {row["key"]: row["value"] for row in self.show("CONFIG")}
@@ -122,3 +140,40 @@ def console_command(verb: str, database: Optional[str] = None) -> str:
             "refusing PgBouncer database name %r: only letters, digits, '_', '.', '-' are accepted" % database
         )
     return '%s "%s"' % (verb, database)
+
+
+def check_setting(key: str, value: str) -> str:
+    """A [pgbouncer] setting the console's SET and the ini both read back as written; the value, or ValueError."""
+    if not _SETTING_KEY.match(key or ""):
+        raise ValueError("refusing PgBouncer setting name %r: lower-case letters and '_' only" % key)
+    if not SETTING_VALUE.match(value):
+        raise ValueError(
+            "refusing the value of PgBouncer setting %s: letters, digits, spaces and _.,:/@+%%*- only, "
+            "no line break, quote or comment mark" % key
+        )
+    return value
+
+
+def set_command(key: str, value: str) -> str:
+    """SET key = 'value' for the admin console, checked first."""
+    return "SET %s = '%s'" % (key, check_setting(key, value))
+
+
+def parse_version(text: str) -> tuple:
+    """'PgBouncer 1.18.0' -> (1, 18, 0); ValueError when no version is in the text."""
+    found = _VERSION.search(text or "")
+    if not found:
+        raise ValueError("no PgBouncer version in %r" % text)
+    return tuple(int(part or 0) for part in found.groups())
+
+
+def kill_client_command(client_id: str, version: tuple) -> str:
+    """KILL_CLIENT <id> (PgBouncer 1.24 and later); ValueError naming the version otherwise."""
+    if tuple(version[:2]) < KILL_CLIENT_SINCE:
+        raise ValueError(
+            "KILL_CLIENT needs PgBouncer %d.%d or later; this PgBouncer is %s (terminate the client's backend "
+            "or KILL the database instead)" % (*KILL_CLIENT_SINCE, ".".join(str(part) for part in version))
+        )
+    if not _CLIENT_ID.match(client_id or ""):
+        raise ValueError("refusing PgBouncer client id %r: the id column of SHOW CLIENTS (hexadecimal)" % client_id)
+    return "KILL_CLIENT %s" % client_id

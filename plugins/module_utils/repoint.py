@@ -15,7 +15,11 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
-from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import _CONSOLE_NAME, AdminConsole
+from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
+    _CONSOLE_NAME,
+    AdminConsole,
+    check_setting,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     ConnectionFailure,
     ConnectionParams,
@@ -141,23 +145,7 @@ def set_pairs(pairs: List[Tuple[str, str]], wanted: Dict[str, str]) -> List[Tupl
 
 def find_database_line(lines: List[str], database: str) -> Tuple[Optional[int], Optional[int]]:
     """(index of the entry line or None, index after the [databases] section's last line or None)."""
-    in_section = False
-    section_end = None
-    for index, line in enumerate(lines):
-        section = _SECTION.match(line)
-        if section:
-            if in_section:
-                return None, section_end
-            in_section = section.group("name").strip().lower() == "databases"
-            section_end = index + 1 if in_section else section_end
-            continue
-        if not in_section:
-            continue
-        section_end = index + 1 if line.strip() else section_end
-        entry = _ENTRY.match(line)
-        if entry and entry.group("name") == database:
-            return index, section_end
-    return None, section_end
+    return find_setting_line(lines, "databases", database)
 
 
 def update_database_entry(text: str, database: str, wanted: Dict[str, str]) -> Tuple[str, Optional[str], str]:
@@ -181,6 +169,59 @@ def update_database_entry(text: str, database: str, wanted: Dict[str, str]) -> T
     new_line = "%s = %s" % (database, render_db_value(set_pairs(pairs, quoted)))
     lines[index] = new_line
     return "\n".join(lines) + "\n", old_line.strip(), new_line
+
+
+def find_setting_line(lines: List[str], section: str, key: str) -> Tuple[Optional[int], Optional[int]]:
+    """(index of `key = ...` in [section] or None, index after the section's last non-blank line or None)."""
+    in_section = False
+    section_end = None
+    for index, line in enumerate(lines):
+        header = _SECTION.match(line)
+        if header:
+            if in_section:
+                break
+            in_section = header.group("name").strip().lower() == section
+            section_end = index + 1 if in_section else section_end
+            continue
+        if not in_section:
+            continue
+        section_end = index + 1 if line.strip() else section_end
+        entry = _ENTRY.match(line)
+        if entry and entry.group("name") == key:
+            return index, section_end
+    return None, section_end
+
+
+def update_setting(text: str, section: str, key: str, value: str) -> Tuple[str, Optional[str], str]:
+    """(new ini text, old line or None, new line) for `key = value` in [section] (e.g. [pgbouncer]).
+
+    The key and value are checked by check_setting (what the console's SET takes too);
+    a section that is missing raises ValueError rather than being guessed.
+    """
+    check_setting(key, value)
+    lines = text.splitlines()
+    index, section_end = find_setting_line(lines, section, key)
+    if section_end is None:
+        raise ValueError("the PgBouncer ini file has no [%s] section" % section)
+    new_line = "%s = %s" % (key, value)
+    if index is None:
+        lines.insert(section_end, new_line)
+        return "\n".join(lines) + "\n", None, new_line
+    old_line = lines[index].strip()
+    lines[index] = new_line
+    return "\n".join(lines) + "\n", old_line, new_line
+
+
+def read_ini_text(path: str) -> Optional[str]:
+    """The ini file's text, or None when there is none; a link is refused (LinkRefused)."""
+    with Directory(os.path.dirname(path) or ".") as directory:
+        return directory.read_text(os.path.basename(path))
+
+
+def replace_ini_text(path: str, text: str) -> None:
+    """Replace the file in one rename, keeping owner and mode (PgBouncer must still read it)."""
+    with Directory(os.path.dirname(path) or ".") as directory:
+        directory.replace_keeping_owner(os.path.basename(path), text.encode())
 
 
 def masked_entry(line: Optional[str]) -> Optional[str]:
@@ -246,8 +287,7 @@ class PgBouncerEntry:
     def plan_entry(self) -> Optional[str]:
         """The ini text with the entry pointed where wanted (None when it already is); records before/after."""
         path = self.options["ini_path"]
-        with Directory(os.path.dirname(path) or ".") as directory:
-            text = directory.read_text(os.path.basename(path))
+        text = read_ini_text(path)
         if text is None:
             raise FileNotFoundError("no PgBouncer ini file at %s" % path)
         new_text, before, after = update_database_entry(text, self.name, self.wanted_settings())
@@ -263,10 +303,7 @@ class PgBouncerEntry:
         return new_text
 
     def write_ini(self, text: str) -> None:
-        """Replace the file in one rename, keeping owner and mode (PgBouncer must still read it)."""
-        path = self.options["ini_path"]
-        with Directory(os.path.dirname(path) or ".") as directory:
-            directory.replace_keeping_owner(os.path.basename(path), text.encode())
+        replace_ini_text(self.options["ini_path"], text)
 
     def point(self, console: AdminConsole) -> None:
         path = self.options["ini_path"]

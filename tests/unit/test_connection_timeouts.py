@@ -93,6 +93,7 @@ MODULE_CASES = [
     ("pg_standby_follow", {"primary_host": "127.0.0.1", "primary_port": 1, "standbys": []}, "query_timeout", "inf"),
     ("pgbouncer_database", {"name": "db", "state": "held"}, "connect_timeout", "1e300"),
     ("pgbouncer_database", {"name": "db", "state": "held"}, "pause_timeout", -1),
+    ("pgbouncer_admin", {"command": "RELOAD"}, "query_timeout", "nan"),
     # the modules' own waits: the same range, the same message
     ("pg_activity", {}, "wait_timeout", "nan"),
     ("pg_write_probe", {}, "visibility_timeout", "inf"),
