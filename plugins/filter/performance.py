@@ -27,13 +27,31 @@ def performance_closing(verdict=None, changed=(), failures=(), tier=None, earlie
 
 
 def performance_input_problems(
-    approved, target_ms=0, watch="", probe="", settings=(), allowed_settings=(), revert=False, incident_id=None
+    approved,
+    target_ms=0,
+    watch="",
+    probe="",
+    settings=(),
+    allowed_settings=(),
+    revert=False,
+    incident_id=None,
+    pool_size=0,
+    pool_size_max=None,
 ):
     """The runbook's inputs beyond their types -> one line per problem."""
     from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import input_problems
 
     revert_without_incident = bool(revert) and not str(incident_id or "").strip()
-    return input_problems(approved, target_ms, watch, probe, settings, allowed_settings or [], revert_without_incident)
+    return input_problems(
+        approved,
+        target_ms,
+        watch,
+        probe,
+        settings,
+        allowed_settings or [],
+        revert_without_incident,
+        (pool_size, pool_size_max),
+    )
 
 
 def performance_settings_to_revert(record):

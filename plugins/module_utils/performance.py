@@ -250,6 +250,15 @@ def run_outcome(
     return {"outcome": "no_action", "note": "nothing needed changing" + reason}
 
 
+def pool_problems(pool_size: Any, pool_size_max: Any) -> List[str]:
+    """A PgBouncer pool size is scaled only within the inventory's ceiling (0: leave the pools alone)."""
+    if pool_size and pool_size_max is not None and int(pool_size) > int(pool_size_max):
+        return [
+            "performance_pool_size must be at most performance_pool_size_max (%s; got %s)" % (pool_size_max, pool_size)
+        ]
+    return []
+
+
 def input_problems(
     approved: Any,
     target_ms: Any,
@@ -258,10 +267,12 @@ def input_problems(
     settings: Any = (),
     allowed_settings: Sequence[str] = (),
     revert_without_incident: bool = False,
+    pool: Sequence[Any] = (0, None),
 ) -> List[str]:
     """What the argument spec cannot say: each approved index's fields, evidence for a target, settings
-    on the allow list, and an incident to revert."""
+    on the allow list, a pool size within its ceiling, and an incident to revert."""
     problems = spec_problems(list(settings) if isinstance(settings, (list, tuple)) else settings, allowed_settings)
+    problems += pool_problems(*pool)
     if revert_without_incident:
         problems.append("performance_revert needs -e incident_id=<the incident whose settings to put back>")
     return problems + index_and_target_problems(approved, target_ms, watch, probe)

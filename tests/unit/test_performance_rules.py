@@ -260,3 +260,17 @@ def test_refusal_of(decision, refused):
 def test_input_problems(approved, target, watch, probe, says):
     problems = input_problems(approved, target, watch, probe)
     assert (says is None and problems == []) or any(says in problem for problem in problems)
+
+
+@pytest.mark.parametrize(
+    "pool, says",
+    [
+        ((0, 10), None),
+        ((10, 10), None),
+        ((11, 10), "must be at most performance_pool_size_max (10; got 11)"),
+        ((20, None), None),
+    ],
+)
+def test_pool_size_stays_under_its_ceiling(pool, says):
+    problems = input_problems([], 0, "", "", pool=pool)
+    assert (says is None and problems == []) or any(says in problem for problem in problems)
