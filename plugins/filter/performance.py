@@ -61,6 +61,13 @@ def performance_settings_to_revert(record):
     return revert_from_record(record or {})
 
 
+def performance_pool_to_revert(record):
+    """An incident's record.json (parsed) -> the PgBouncer pool settings from before its first scaling."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import pool_revert_from_record
+
+    return pool_revert_from_record(record or {})
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -68,4 +75,5 @@ class FilterModule:
             "performance_closing": performance_closing,
             "performance_input_problems": performance_input_problems,
             "performance_settings_to_revert": performance_settings_to_revert,
+            "performance_pool_to_revert": performance_pool_to_revert,
         }

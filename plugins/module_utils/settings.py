@@ -111,3 +111,16 @@ def revert_from_record(record: Dict[str, Any]) -> List[Dict[str, Any]]:
         entry.get("details") for entry in (record or {}).get("timeline") or [] if entry.get("name") == SETTINGS_STEP
     ]
     return [revert_spec(entry) for entry in originals(steps)]
+
+
+POOL_STEP = "scale pgbouncer pool"
+
+
+def pool_revert_from_record(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The PgBouncer pool settings before the incident's first scaling of each (empty: nothing to put back)."""
+    before: Dict[str, Any] = {}
+    for entry in (record or {}).get("timeline") or []:
+        if entry.get("name") == POOL_STEP:
+            for key, value in ((entry.get("details") or {}).get("pool_before") or {}).items():
+                before.setdefault(key, value)
+    return before

@@ -114,3 +114,17 @@ def test_revert_from_record_reads_only_the_settings_steps():
     }
     assert revert_from_record(record) == [{"name": "work_mem", "role": None, "value": "2MB"}]
     assert revert_from_record({}) == []
+
+
+def test_pool_revert_keeps_the_size_before_the_first_scaling():
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import pool_revert_from_record
+
+    record = {
+        "timeline": [
+            {"name": "scale pgbouncer pool", "details": {"pool_before": {"pool_size": "50"}}},
+            {"name": "scale pgbouncer pool", "details": {"pool_before": {"pool_size": "60"}}},
+            {"name": "scale pgbouncer pool", "details": {"pool_before": {}}},
+        ]
+    }
+    assert pool_revert_from_record(record) == {"pool_size": "50"}
+    assert pool_revert_from_record({"timeline": [{"name": "change settings", "details": {}}]}) == {}
