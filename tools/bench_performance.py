@@ -55,7 +55,7 @@ def build(conn, rows: int) -> None:
 def lookup_ms(conn, times: int = 20) -> float:
     durations = []
     with conn.cursor() as cur:
-        for _ in range(times):
+        for _execution in range(times):
             started = time.perf_counter()
             cur.execute(LOOKUP)
             cur.fetchall()
@@ -92,7 +92,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200000)
     args = parser.parse_args()
     with throwaway_servers() as servers:
-        results = [one_run(servers, args.rows) for _ in range(args.runs)]
+        results = [one_run(servers, args.rows) for _run in range(args.runs)]
     print("performance runbook, index step, %d rows, %d run(s):" % (args.rows, args.runs))
     print("  lookup before  median %.2f ms (seq scan)" % statistics.median(r["before_ms"] for r in results))
     print("  lookup after   median %.2f ms (approved index)" % statistics.median(r["after_ms"] for r in results))
