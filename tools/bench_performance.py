@@ -19,6 +19,7 @@ Medians over --runs (a fresh table each run). The machine's other load shows in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -45,10 +46,8 @@ def build(conn, rows: int) -> None:
             "INSERT INTO bench_orders VALUES (%s, 'r1', 'dup@example.test'); ANALYZE bench_orders",
             [rows, rows + 1],
         )
-        try:
+        with contextlib.suppress(psycopg2.errors.UniqueViolation):  # left invalid, as intended
             cur.execute("CREATE UNIQUE INDEX CONCURRENTLY bench_orders_ref_key ON bench_orders (ref)")
-        except psycopg2.errors.UniqueViolation:
-            pass
         cur.execute("DELETE FROM bench_orders WHERE id = %s", [rows + 1])
 
 
