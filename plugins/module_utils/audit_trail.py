@@ -64,6 +64,7 @@ READ_ONLY_MODULES = frozenset(
             "pg_health",
             "pg_node_info",
             "pg_pool_plan",
+            "pg_query_check",
             "pgbouncer_pools",
             "posthog_alerts",
         )

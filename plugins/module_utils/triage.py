@@ -45,6 +45,7 @@ TYPE_ORDER = (OUTAGE, SECURITY, POOL, DATA, PERF)
 PLAYBOOKS = {
     OUTAGE: "playbooks/incident_db_outage.yml",
     POOL: "playbooks/incident_pool_exhaustion.yml",
+    PERF: "playbooks/incident_performance.yml",
 }
 RUNBOOK_AVAILABLE, RUNBOOK_PLANNED = "available", "planned"
 # The seed's response steps, for a type whose runbook playbook is planned but not built yet.

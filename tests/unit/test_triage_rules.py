@@ -524,6 +524,7 @@ def test_only_playbooks_that_exist_are_recommended():
     assert PLAYBOOKS == {
         OUTAGE: "playbooks/incident_db_outage.yml",
         POOL: "playbooks/incident_pool_exhaustion.yml",
+        PERF: "playbooks/incident_performance.yml",
     }
     for playbook in PLAYBOOKS.values():
         assert (repo / playbook).is_file(), playbook
@@ -536,7 +537,6 @@ def test_only_playbooks_that_exist_are_recommended():
     ("incident_type", "steps"),
     [
         (DATA, "identify the scope, quarantine the affected data, begin recovery procedures"),
-        (PERF, "check the queries, optimize indexes, scale resources"),
         (SECURITY, "contain, investigate, document, notify stakeholders (Security Team, Legal)"),
     ],
 )
@@ -559,6 +559,15 @@ def test_pool_exhaustion_points_to_its_playbook():
     }
 
 
+def test_the_performance_runbook_is_available():
+    available = runbook_for(PERF, PLAYBOOKS, "oltp", "T1-oltp-performance")
+    assert available == {
+        "playbook": "playbooks/incident_performance.yml",
+        "runbook_status": "available",
+        "next_step": "run playbooks/incident_performance.yml -e incident_tier=oltp -e incident_id=T1-oltp-performance",
+    }
+
+
 def test_a_site_playbook_makes_a_planned_runbook_available():
     available = runbook_for(SECURITY, {SECURITY: "AWX: lockdown"}, "oltp", None)
     assert available == {
@@ -571,7 +580,8 @@ def test_a_site_playbook_makes_a_planned_runbook_available():
 def test_summary_and_stats_of_a_planned_runbook():
     servers = healthy_servers()
     servers["oltp-1"] = server("primary", problems=[problem("lockwait", CRITICAL)])
-    result = run(servers, incident_id_base="T1")
+    # A site without the performance playbook (an empty name): its runbook is planned there.
+    result = run(servers, incident_id_base="T1", playbooks={PERF: ""})
     [incident] = result["incidents"]
     assert (incident["type"], incident["playbook"], incident["runbook_status"]) == (PERF, None, "planned")
     lines = result["tiers"]["oltp"]["summary"]
@@ -645,7 +655,7 @@ def test_stats_carry_the_most_urgent_incident_for_the_next_job_template():
     assert "evidence" not in triage_stats["incidents"][0]
     assert [(item["type"], item["playbook"], item["runbook_status"]) for item in triage_stats["incidents"]] == [
         (OUTAGE, "playbooks/incident_db_outage.yml", "available"),
-        (PERF, None, "planned"),
+        (PERF, "playbooks/incident_performance.yml", "available"),
     ]
 
 
