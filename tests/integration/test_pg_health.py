@@ -462,7 +462,7 @@ def test_sigstopped_server_costs_its_connect_timeout(hlab):
     assert result["status"] == "CRITICAL"
     assert result["conn_err_kind"] == "timeout"
     assert 1.4 <= result["timing"]["elapsed_ms"] / 1000 < 2.5
-    assert elapsed < 5  # includes starting the module's Python
+    assert elapsed < 15  # one timeout plus starting the module's Python, however loaded the machine
     assert wait_until(lambda: health(hlab, standby, checks=["backends"])["reachable"])
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import closing
 
 import psycopg2
 import pytest
 from diag_support import run_module
+from lablib import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -44,6 +46,12 @@ def resume(lab):
 def paused(lab):
     row = next(row for row in lab.pgbouncer_show("DATABASES") if row["name"] == DATABASE)
     return str(row["paused"]) not in ("0", "")
+
+
+def sleep_running(lab):
+    with closing(lab.connect(lab.primary("oltp"))) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(20)'")
+        return cursor.fetchone()[0] > 0
 
 
 def test_hold_pauses_an_idle_database_and_present_resumes_it(lab):
@@ -81,7 +89,7 @@ def test_hold_kills_when_a_server_connection_stays_busy(lab):
 
     thread = threading.Thread(target=sleeper)
     thread.start()
-    time.sleep(1.0)  # the sleep is running on a server connection
+    assert wait_until(lambda: sleep_running(lab), timeout=30), "the sleep never reached the server"
     try:
         held = run_module("pgbouncer_database", console_args(lab, state="held", pause_timeout=1))
         assert held["changed"] is True
