@@ -163,7 +163,7 @@ def test_killed_primary_fails_over_without_losing_acknowledged_writes(tier):
     timeline_before = tier.timeline(old)
     writer = AppWriter(tier.lab)
     writer.start()
-    time.sleep(1.0)
+    assert lablib.wait_until(lambda: len(writer.acknowledged) >= 5, timeout=30), "the writer never got going"
     lablib.kill_postmaster(old.data_dir)
     killed_at = time.monotonic()
     writer.fault_injected(killed_at)
