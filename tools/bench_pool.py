@@ -140,11 +140,11 @@ def admin_args(lab, **extra):
 def start_incident(lab, seconds: int):
     """Pool to 3, three leaked sessions, 6 pgbench clients; the two processes. PgBouncer keeps starved
     clients for 10 minutes (online only; the lab's query_wait_timeout of 30 s drops them on a slow machine)."""
-    run_module("pgbouncer_admin", admin_args(lab, settings={"query_wait_timeout": 600}))
     run_module(
         "pgbouncer_admin",
         admin_args(lab, database=DATABASE, pool_settings={"pool_size": 3}, ini_path=str(lab.pgbouncer_ini)),
     )
+    run_module("pgbouncer_admin", admin_args(lab, settings={"query_wait_timeout": 600}))  # after the RELOAD
     env = dict(os.environ, PGPASSWORD=lab.credentials["lab_app_password"])
     user = lab.credentials["lab_app_user"]
     leak = subprocess.Popen(
