@@ -7,13 +7,17 @@ Prints figures, asserts nothing. Run by `make bench` (tools/bench.py) or alone:
 On its own olap lab behind PgBouncer (ports DBOPS_BENCH_PORT_BASE + 100, default 5900: olap on
 5931, PgBouncer on 6900; stopped at the end), per run:
 
-* an application client sends SELECT 1 through PgBouncer every 50 ms on one connection and keeps
-  each latency (before the incident, during it, after the playbook);
+* an application client sends SELECT 1 through PgBouncer, scheduled every 50 ms on one connection,
+  and keeps each latency from the query's scheduled start (a query stuck behind the exhausted pool
+  delays the next ones, which count that wait: the stall shows) by phase: before the incident, during
+  it (from the leak until the playbook ends), after the playbook;
 * olap's pool is shrunk to 3, three sessions are left idle in transaction (the leak) and pgbench
   sends 6 clients of sustained load; 4 s later incident_pool_exhaustion.yml starts;
-* measured: the playbook's wall time (start to relieved, verified and closed), waiting clients and
-  maxwait before and after (from the incident record), the application's latency p50/p99 in each
-  phase, and what a second run reports (outcome, changed tasks, wall time).
+* measured: the time from the playbook's start until PgBouncer shows the application's pool relieved
+  (SHOW POOLS every 0.2 s: no waiting client, maxwait under 1 s, for 2 s), the playbook's wall time
+  (to relieved, verified and closed), waiting clients and maxwait before and after (from the incident
+  record), the application's latency p50/p99 in each phase, what a second run reports (outcome,
+  changed tasks, wall time), and the 1-minute load average when the run started.
 
 Medians over --runs. The machine's other load shows in the figures; quote medians.
 """
@@ -44,7 +48,15 @@ DATABASE = "penguinmails_olap"
 
 
 class Prober(threading.Thread):
-    """SELECT 1 through PgBouncer every 50 ms; (phase, seconds) per answered query, errors counted."""
+    """The application: SELECT 1 through PgBouncer on one connection, scheduled every 50 ms.
+
+    Latencies are taken from each query's *scheduled* start, not from when it could be sent: a query
+    that waits for a server connection delays the ones scheduled after it, and they count that wait
+    too (no coordinated omission), so a stall shows in the percentiles of the phase it happened in.
+    Each latency is kept with the phase its query was scheduled in.
+    """
+
+    INTERVAL_S = 0.05
 
     def __init__(self, lab) -> None:
         super().__init__(daemon=True)
@@ -56,24 +68,64 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         conn = None
+        scheduled = time.monotonic()
         while not self.stopping.is_set():
-            started = time.monotonic()
+            time.sleep(max(0.0, scheduled - time.monotonic()))
+            phase = self.phase
             try:
                 conn = conn or self.lab.connect_pgbouncer(DATABASE)
                 conn.autocommit = True
                 with conn.cursor() as cursor:
                     cursor.execute("SELECT 1")
-                self.latencies.append((self.phase, time.monotonic() - started))
+                self.latencies.append((phase, time.monotonic() - scheduled))
             except Exception:  # a failed query is a figure here, not a crash
                 self.errors += 1
                 conn = None
-            time.sleep(0.05)
+            scheduled += self.INTERVAL_S
 
     def percentile(self, phase: str, share: float):
         values = sorted(seconds for name, seconds in self.latencies if name == phase)
         if not values:
             return None
         return round(1000.0 * values[min(len(values) - 1, int(share * len(values)))], 1)
+
+
+class PoolWatch(threading.Thread):
+    """SHOW POOLS every 0.2 s: when the application's pool was first relieved after the playbook started
+    (no waiting client and maxwait under 1 s, staying so for 2 s: the playbook's own test)."""
+
+    def __init__(self, lab) -> None:
+        super().__init__(daemon=True)
+        self.lab = lab
+        self.started_at = None
+        self.relieved_at = None
+        self.stopping = threading.Event()
+
+    def relieved_now(self) -> bool:
+        user = self.lab.credentials["lab_app_user"]
+        for row in self.lab.pgbouncer_show("POOLS"):
+            if row["database"] == DATABASE and row["user"] == user:
+                maxwait = float(row["maxwait"]) + float(row.get("maxwait_us") or 0) / 1e6
+                return int(row["cl_waiting"]) == 0 and maxwait < 1.0
+        return True
+
+    def run(self) -> None:
+        calm_since = None
+        while not self.stopping.is_set() and self.relieved_at is None:
+            now = time.monotonic()
+            try:
+                calm = self.started_at is not None and self.relieved_now()
+            except Exception:  # the console busy or restarting: not a verdict
+                calm = False
+            calm_since = (calm_since or now) if calm else None
+            if calm_since is not None and now - calm_since >= 2.0:
+                self.relieved_at = calm_since
+            time.sleep(0.2)
+
+    def seconds_to_relief(self):
+        if self.started_at is None or self.relieved_at is None:
+            return None
+        return round(self.relieved_at - self.started_at, 2)
 
 
 def admin_args(lab, **extra):
@@ -86,11 +138,13 @@ def admin_args(lab, **extra):
 
 
 def start_incident(lab, seconds: int):
-    """Pool to 3, three leaked sessions, 6 pgbench clients; the two processes."""
+    """Pool to 3, three leaked sessions, 6 pgbench clients; the two processes. PgBouncer keeps starved
+    clients for 10 minutes (online only; the lab's query_wait_timeout of 30 s drops them on a slow machine)."""
     run_module(
         "pgbouncer_admin",
         admin_args(lab, database=DATABASE, pool_settings={"pool_size": 3}, ini_path=str(lab.pgbouncer_ini)),
     )
+    run_module("pgbouncer_admin", admin_args(lab, settings={"query_wait_timeout": 600}))  # after the RELOAD
     env = dict(os.environ, PGPASSWORD=lab.credentials["lab_app_password"])
     user = lab.credentials["lab_app_user"]
     leak = subprocess.Popen(
@@ -156,20 +210,24 @@ def pool_figures(incident_dir: Path, incident_id: str) -> dict:
 
 
 def one_run(lab, incident_dir: Path, number: int) -> dict:
-    prober = Prober(lab)
+    prober, watch = Prober(lab), PoolWatch(lab)
     prober.start()
+    watch.start()
     time.sleep(2)
+    load_average = os.getloadavg()[0]
+    prober.phase = "during"
     processes = start_incident(lab, seconds=60)
     try:
-        prober.phase = "during"
         time.sleep(4)
         incident_id = "BENCH-POOL-%d" % number
+        watch.started_at = time.monotonic()
         done, seconds = run_playbook(lab, incident_dir, incident_id)
         prober.phase = "after"
         time.sleep(3)
         again, again_seconds = run_playbook(lab, incident_dir, incident_id + "-again")
     finally:
         prober.stopping.set()
+        watch.stopping.set()
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
@@ -177,10 +235,12 @@ def one_run(lab, incident_dir: Path, number: int) -> dict:
     figures.update(
         rc=done.rc,
         playbook_s=round(seconds, 2),
+        start_to_relieved_s=watch.seconds_to_relief(),
         errors=prober.errors,
         second_outcome=pool_figures(incident_dir, incident_id + "-again")["outcome"],
         second_changed=again.recap.get("localhost", {}).get("changed"),
         second_s=round(again_seconds, 2),
+        load_average_1m=round(load_average, 2),
     )
     for phase in ("before", "during", "after"):
         figures["p50_%s_ms" % phase] = prober.percentile(phase, 0.5)

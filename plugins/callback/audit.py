@@ -347,7 +347,8 @@ class CallbackModule(CallbackBase):
         self.started[(host.get_name(), task._uuid)] = time.monotonic()
         if self.router is not None:
             module = getattr(task, "resolved_action", None) or task.action
-            self._write_all(self.router.task_starting(module, str(task.args.get("method") or "GET").upper()))
+            method = str(task.args.get("method") or "GET").upper()
+            self._write_all(self.router.task_starting(module, method, task.check_mode is True))
 
     def v2_runner_on_ok(self, result) -> None:
         self._task_line(result, "changed" if _result_of(result).get("changed") else "ok")
@@ -385,6 +386,8 @@ class CallbackModule(CallbackBase):
         }
         if audit_trail.canonical_module(record["module"]) == "ansible.builtin.uri":
             record["method"] = str(task.args.get("method") or "GET").upper()  # a GET changes nothing
+        if task.check_mode is True:
+            record["check_mode"] = True  # forced into check mode (check_mode: true): it changes nothing
         if ignored:
             record["ignored"] = True
         if outcome.get("_ansible_no_log") or "censored" in outcome:

@@ -61,11 +61,11 @@ def performance_settings_to_revert(record):
     return revert_from_record(record or {})
 
 
-def performance_pool_to_revert(record):
-    """An incident's record.json (parsed) -> the PgBouncer pool settings from before its first scaling."""
+def performance_pool_to_revert(record, host=""):
+    """An incident's record.json (parsed) -> one PgBouncer host's pool settings from before its first scaling."""
     from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import pool_revert_from_record
 
-    return pool_revert_from_record(record or {})
+    return pool_revert_from_record(record or {}, str(host or ""))
 
 
 class FilterModule:

@@ -25,6 +25,13 @@ def pool_closing(first, latest=None, acted=(), failure=None, earlier_changed_ste
     return run_closing(first or {}, latest or first or {}, changed, failure or None)
 
 
+def pool_restart_method(service_manager, lab_managed=False, service="pgbouncer"):
+    """{method, reason}: how a PgBouncer whose console does not answer is restarted (pool_relief.restart_method)."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.pool_relief import restart_method
+
+    return restart_method(service_manager or None, bool(lab_managed), str(service))
+
+
 class FilterModule:
     def filters(self):
-        return {"pool_latest": pool_latest, "pool_closing": pool_closing}
+        return {"pool_latest": pool_latest, "pool_closing": pool_closing, "pool_restart_method": pool_restart_method}

@@ -90,6 +90,8 @@ def can_change_servers(record: Mapping[str, Any]) -> bool:
     """Whether a task line shows the run may have changed a server."""
     if record.get("event") != "task":
         return False
+    if record.get("check_mode"):
+        return False  # a task forced into check mode writes nothing, by every module's contract
     if record.get("status") == "changed":
         return True
     module = canonical_module(record.get("module"))
@@ -208,10 +210,11 @@ class TrailRouter:
         held, self.held = self.held, []
         return [(self.known[incident], dict(line, incident_id=incident)) for line in held for incident in new]
 
-    def task_starting(self, module: str, method: Optional[str] = None) -> List[Write]:
+    def task_starting(self, module: str, method: Optional[str] = None, check_mode: bool = False) -> List[Write]:
         """A task is about to run: when it can change a server, the held lines are written now, so the
         trail exists before the change starts (a run killed during pg_rewind still leaves one)."""
-        if self.acting or not can_change_servers({"event": "task", "module": module, "method": method}):
+        task = {"event": "task", "module": module, "method": method, "check_mode": check_mode}
+        if self.acting or not can_change_servers(task):
             return []
         self.acting = True
         if self.known or self.audit_file or not self.held:

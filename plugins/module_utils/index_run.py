@@ -22,6 +22,8 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import 
     index_name,
     invalid_index_actions,
     is_leftover,
+    parse_probe_statement,
+    plan_has_subquery,
     reindex_statement,
     split_table,
     still_invalid,
@@ -73,8 +75,37 @@ def probe_definition(conn: Any, params: ConnectionParams, spec: Dict[str, Any], 
         conn.autocommit = True
 
 
-def checked_approved(conn: Any, params: ConnectionParams, approved: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Each approved entry with schema, table, name and definition key; ValueError naming the first bad one."""
+TABLE_COLUMNS_SQL = """SELECT a.attname FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum"""
+
+
+def server_parse_problem(conn: Any, params: ConnectionParams, spec: Dict[str, Any], schema: str, table: str):
+    """Why the server refuses the entry's columns, expression or predicate on its table, or None.
+
+    Read-only: EXPLAIN (nothing runs, nothing is built) inside a READ ONLY transaction, rolled back.
+    """
+    conn.autocommit = False
+    try:
+        execute(conn, params, "SET TRANSACTION READ ONLY")
+        plan_rows = execute(conn, params, parse_probe_statement(spec, schema, table)).fetchone()[0]
+    except ConnectionFailure as failure:
+        return "the server refuses it: %s" % first_line(str(failure))
+    finally:
+        conn.rollback()
+        conn.autocommit = True
+    if plan_has_subquery(plan_rows):
+        return "an index expression or predicate may not contain a subquery"
+    return None
+
+
+def validated_approved(conn: Any, params: ConnectionParams, approved: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Each approved entry with schema, table and name, checked read-only; ValueError naming the first bad one.
+
+    Its fields (indexes.approved_problems: one expression each), its table and columns in the catalog,
+    then its expression and predicate parsed by the server without building anything.
+    """
     checked = []
     for position, spec in enumerate(approved):
         where = "approved index %d (%s)" % (position, spec.get("name") or spec.get("table"))
@@ -82,14 +113,46 @@ def checked_approved(conn: Any, params: ConnectionParams, approved: List[Dict[st
         if problems:
             raise ValueError("%s: %s" % (where, "; ".join(problems)))
         schema, table = split_table(spec["table"])
-        if execute(conn, params, "SELECT to_regclass(%s)", [".".join([schema, table])]).fetchone()[0] is None:
+        columns = [row["attname"] for row in fetch_dicts(conn, params, TABLE_COLUMNS_SQL, [schema, table])]
+        if not columns:
             raise ValueError("%s: unknown table %s.%s" % (where, schema, table))
-        try:
-            key = probe_definition(conn, params, spec, schema, table)
-        except ConnectionFailure as failure:
-            raise ValueError("%s: the server refuses it: %s" % (where, failure)) from None
-        checked.append(dict(spec, schema=schema, table=table, name=index_name(spec), key=key))
+        unknown = [str(column) for column in spec.get("columns") or [] if str(column) not in columns]
+        if unknown:
+            raise ValueError("%s: unknown column %s of %s.%s" % (where, ", ".join(unknown), schema, table))
+        problem = server_parse_problem(conn, params, spec, schema, table)
+        if problem:
+            raise ValueError("%s: %s" % (where, problem))
+        checked.append(dict(spec, schema=schema, table=table, name=index_name(spec)))
     return checked
+
+
+def checked_approved(conn: Any, params: ConnectionParams, approved: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """validated_approved, each with its definition key as the server renders it (on an empty copy)."""
+    checked = []
+    for spec in validated_approved(conn, params, approved):
+        try:
+            key = probe_definition(conn, params, spec, spec["schema"], spec["table"])
+        except ConnectionFailure as failure:
+            raise ValueError("approved index %s: the server refuses it: %s" % (spec["name"], failure)) from None
+        checked.append(dict(spec, key=key))
+    return checked
+
+
+def validate_only(conn: Any, params: ConnectionParams, approved: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """pg_indexes with validate_only: the approved entries checked read-only, nothing else read or planned."""
+    checked = validated_approved(conn, params, approved)
+    return {
+        "changed": False,
+        "actions": [],
+        "failures": [],
+        "approved": [{"name": spec["name"], "action": "valid"} for spec in checked],
+        "invalid": [],
+        "duplicates": [],
+        "unused": [],
+        "stale_tables": [],
+        "executed_queries": [],
+        "endpoint": params.endpoint,
+    }
 
 
 def plan(

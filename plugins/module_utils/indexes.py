@@ -62,10 +62,125 @@ def approved_problems(spec: Dict[str, Any]) -> List[str]:
     for part in ("expression", "predicate"):
         if ";" in str(spec.get(part) or ""):
             problems.append("%s must be one SQL expression, without ';'" % part)
+        elif str(spec.get(part) or "").strip():
+            problem = single_expression_problem(str(spec[part]))
+            if problem:
+                problems.append("%s %s" % (part, problem))
     name = spec.get("name")
     if name is not None and not (0 < len(str(name).encode()) <= MAX_IDENTIFIER_BYTES):
         problems.append("name must be 1 to %d bytes" % MAX_IDENTIFIER_BYTES)
     return problems
+
+
+WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+SUBQUERY_WORDS = ("SELECT", "VALUES", "TABLE")  # reserved: never an unquoted name
+
+
+def quoted_end(text: str, start: int) -> int:
+    """Index just past the quoted string or identifier opening at text[start] (' or "); -1 when it never ends.
+
+    A doubled quote stands for itself; an E'...' string also takes backslash escapes.
+    """
+    quote = text[start]
+    prefix = text[start - 1 : start] if start else ""
+    before = text[start - 2 : start - 1] if start > 1 else ""
+    backslash = quote == "'" and prefix in ("e", "E") and not (before.isalnum() or before == "_")
+    position = start + 1
+    while position < len(text):
+        char = text[position]
+        if backslash and char == "\\":
+            position += 2
+            continue
+        if char == quote:
+            if text[position + 1 : position + 2] == quote:
+                position += 2
+                continue
+            return position + 1
+        position += 1
+    return -1
+
+
+def single_expression_problem(text: str) -> Optional[str]:
+    """Why `text` is not one SQL expression that stays inside the parentheses it is put in, or None.
+
+    Quoted strings and identifiers are skipped; outside them no comment, no dollar sign (dollar quoting,
+    parameters), no ';', no ')' that closes more than the text opened, no ',' outside parentheses
+    (a list, not one expression), no subquery (the reserved words SELECT, VALUES, TABLE), and every '('
+    closed. The server then parses what passes.
+    """
+    depth, position = 0, 0
+    if not text.strip():
+        return "is empty"
+    while position < len(text):
+        char = text[position]
+        if char in "'\"":
+            position = quoted_end(text, position)
+            if position < 0:
+                return "has a quoted string or identifier that never ends"
+            continue
+        if text.startswith("--", position) or text.startswith("/*", position):
+            return "may not contain a comment"
+        if char == "$":
+            return "may not contain '$' (dollar quoting or parameters)"
+        if char.isalpha() or char == "_":
+            word = WORD.match(text, position).group(0)
+            if word.upper() in SUBQUERY_WORDS:
+                return "may not contain a subquery (%s)" % word
+            position += len(word)
+            continue
+        if char == ";":
+            return "must be one SQL expression, without ';'"
+        if char == ",":
+            if depth == 0:
+                return "is a list, not one expression (',' outside parentheses)"
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return "closes a parenthesis it did not open: not one expression"
+        position += 1
+    return "leaves a parenthesis open" if depth else None
+
+
+JOIN_NODES = ("Nested Loop", "Hash Join", "Merge Join", "Function Scan", "Values Scan", "Subquery Scan", "CTE Scan")
+
+
+def plan_nodes(plan: Any) -> List[Dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    if isinstance(plan, list):
+        return [node for item in plan for node in plan_nodes(item)]
+    if not isinstance(plan, dict):
+        return []
+    nodes = [plan] if "Node Type" in plan else []
+    return nodes + [node for value in plan.values() for node in plan_nodes(value)]
+
+
+def plan_has_subquery(plan: Any) -> bool:
+    """Whether an EXPLAIN (FORMAT JSON) plan reads more than its one table (a subquery, kept as a SubPlan
+    or InitPlan or pulled up into a join): no index may use one."""
+    nodes = plan_nodes(plan)
+    return (
+        sum(1 for node in nodes if "Relation Name" in node) > 1
+        or any(node.get("Parent Relationship") in ("SubPlan", "InitPlan") or "Subplan Name" in node for node in nodes)
+        or any(node.get("Node Type") in JOIN_NODES for node in nodes)
+    )
+
+
+def parse_probe_statement(spec: Dict[str, Any], schema: str, table: str) -> Any:
+    """EXPLAIN of SELECT <keys> FROM schema.table WHERE <predicate> LIMIT 0: the server parses the approved
+    index's columns, expression and predicate against the table, and builds nothing."""
+    if spec.get("columns"):
+        keys = sql.SQL(", ").join(quote_ident(str(column)) for column in spec["columns"])
+    else:
+        keys = sql.SQL("(" + str(spec["expression"]).strip() + ")")
+    predicate = str(spec.get("predicate") or "").strip()
+    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT {keys} FROM {schema}.{table} WHERE {predicate} LIMIT 0").format(
+        keys=keys,
+        schema=quote_ident(schema),
+        table=quote_ident(table),
+        predicate=sql.SQL("(" + predicate + ")" if predicate else "true"),
+    )
 
 
 def index_name(spec: Dict[str, Any]) -> str:

@@ -7,6 +7,9 @@
   the server can take once every other pool pointing at it is counted.
 - `next_rung`: the relief ladder (terminate -> raise -> reconnect -> restart), one rung at a time,
   each only when the one before did not relieve the pool.
+- `ladder`: every rung a run would take if none relieved the pool (check mode shows it as the plan).
+- `restart_method`: how a PgBouncer whose console does not answer is restarted (the lab's process or
+  its service manager), or why it cannot be.
 - `verification`: relieved over a window (no waiting client, maxwait under its threshold, the probe
   answered through PgBouncer in every sample).
 - `run_outcome`: resolved / no_action / refused / escalated.
@@ -232,6 +235,54 @@ def next_rung(
         return {"rung": RECONNECT, "reason": "the pool's server connections are replaced"}
     why = raise_plan.get("reason") if raise_plan and not raise_plan.get("allowed") else "every rung was tried"
     return {"rung": ESCALATE, "reason": "not relieved: %s" % why}
+
+
+def ladder(
+    found: Sequence[Dict[str, Any]],
+    raise_plan: Optional[Dict[str, Any]],
+    console_answers: bool,
+    restart_allowed: bool,
+) -> List[Dict[str, str]]:
+    """Every rung the run would take, in order, if none relieved the pool, ending with escalate or none.
+
+    This is check mode's plan: a real run stops at the first rung after which the window is relieved.
+    After a restart the next look decides, so the plan ends there.
+    """
+    tried: List[str] = []
+    steps = []
+    while True:
+        step = next_rung(found, tried, raise_plan, console_answers, restart_allowed)
+        steps.append(step)
+        if step["rung"] in (ESCALATE, NONE):
+            return steps
+        if step["rung"] == RESTART:
+            steps.append({"rung": ESCALATE, "reason": "not relieved: the restart was the last rung"})
+            return steps
+        tried.append(step["rung"])
+
+
+# What ansible_service_mgr says on a host whose services ansible.builtin.service can restart.
+SERVICE_MANAGERS = ("systemd", "sysvinit", "upstart", "openrc", "bsdinit", "launchd", "smf", "src")
+LAB = "lab"
+SERVICE = "service"
+
+
+def restart_method(service_manager: Optional[str], lab_managed: bool, service: str) -> Dict[str, str]:
+    """{method, reason}: how to restart a PgBouncer whose console does not answer.
+
+    A PgBouncer the lab started (its host has a lab_root) is the lab's own process, which no service
+    manager knows even where there is one: the lab restarts it by its PID file. Any other PgBouncer goes
+    through its host's service manager; a host without one cannot restart it (method none: escalate).
+    """
+    if lab_managed:
+        return {"method": LAB, "reason": "the lab's PgBouncer: its process is restarted by the lab (by PID)"}
+    if service_manager in SERVICE_MANAGERS:
+        return {"method": SERVICE, "reason": "service %s through %s" % (service, service_manager)}
+    return {
+        "method": NONE,
+        "reason": "no service manager on the PgBouncer host (%s) and not a lab PgBouncer: restart it by hand"
+        % (service_manager or "unknown"),
+    }
 
 
 def flood_words(found: Sequence[Dict[str, Any]]) -> str:

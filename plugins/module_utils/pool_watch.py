@@ -179,6 +179,7 @@ def plan(
     except ConnectionFailure as failure:
         result.update(console_answers=False, console_error=str(failure), exhausted=True, causes=[])
         result["rung"] = rules.next_rung([], request.tried, None, False, request.restart_allowed)
+        result["ladder"] = rules.ladder([], None, False, request.restart_allowed)
         return result
     if not server.host:
         server = dataclasses.replace(server, host=bouncer["server_host"], port=bouncer["server_port"])
@@ -201,6 +202,7 @@ def plan(
         causes=found,
         raise_plan=raise_plan,
         rung=rules.next_rung(found, request.tried, raise_plan, True, request.restart_allowed),
+        ladder=rules.ladder(found, raise_plan, True, request.restart_allowed),
     )
     if request.window_s > 0:
         result["samples"] = sample_window(console, request.database, probe_params, request.window_s)

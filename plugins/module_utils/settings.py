@@ -10,6 +10,7 @@ value it replaced (None: it was not set there) so that a revert puts exactly tha
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 # pg_settings.context values a reload (server-wide) or a new session (per role) applies.
@@ -42,6 +43,83 @@ def spec_problems(specs: Any, allowed: Sequence[str], require_value: bool = True
         if require_value and (spec.get("value") is None or str(spec.get("value")).strip() == ""):
             problems.append("%s: value is required" % where)
     return problems
+
+
+SETTING_SQL = "SELECT context, vartype, unit, min_val, max_val, enumvals FROM pg_settings WHERE name = %s"
+
+# PostgreSQL's units (case-sensitive, as the server reads them): memory in bytes, time in milliseconds.
+MEMORY_UNITS = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+TIME_UNITS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+BOOL_WORDS = ("on", "off", "true", "false", "yes", "no", "1", "0")
+NUMBER_WITH_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def unit_size(unit: str) -> Tuple[Optional[Dict[str, float]], float]:
+    """(the unit family, the size of one base unit in it) for pg_settings.unit ('8kB' -> memory, 8192)."""
+    match = re.match(r"^(\d*)\s*([A-Za-z]+)$", unit or "")
+    if not match:
+        return None, 1.0
+    count = float(match.group(1) or 1)
+    for family in (MEMORY_UNITS, TIME_UNITS):
+        if match.group(2) in family:
+            return family, count * family[match.group(2)]
+    return None, 1.0
+
+
+def is_bool_word(value: str) -> bool:
+    """on/off/true/false/yes/no/1/0 or an unambiguous prefix of one, as the server reads booleans."""
+    word = value.strip().lower()
+    if word in BOOL_WORDS:
+        return True
+    matches = {full for full in BOOL_WORDS if len(word) >= 1 and full.startswith(word)}
+    return len(matches) == 1 and word not in ("o",)
+
+
+def number_problem(setting: Dict[str, Any], value: str) -> Optional[str]:
+    """A numeric value (with an optional unit) outside the setting's range or grammar, else None."""
+    match = NUMBER_WITH_UNIT.match(value)
+    if not match:
+        return "invalid value for parameter %s: %r is not a number" % (setting["name"], value)
+    number, unit = float(match.group(1)), match.group(2)
+    family, base = unit_size(setting.get("unit") or "")
+    if unit:
+        if family is None or unit not in family:
+            valid = ", ".join(family) if family else "none (this parameter takes no unit)"
+            return "invalid value for parameter %s: %r (valid units: %s)" % (setting["name"], value, valid)
+        number = number * family[unit] / base
+    if setting.get("vartype") == "integer":
+        number = float(round(number))
+    low, high = setting.get("min_val"), setting.get("max_val")
+    if (low not in (None, "") and number < float(low)) or (high not in (None, "") and number > float(high)):
+        return "%s = %s is outside the valid range for parameter %s (%s .. %s%s)" % (
+            setting["name"],
+            value,
+            setting["name"],
+            low,
+            high,
+            " " + setting["unit"] if setting.get("unit") else "",
+        )
+    return None
+
+
+def value_problem(setting: Dict[str, Any], value: str) -> Optional[str]:
+    """Why the server would refuse `value` for a setting (its pg_settings row: name, vartype, unit,
+    min_val, max_val, enumvals), or None. For settings no session may SET (a reload applies them), so that
+    check mode refuses the same values ALTER SYSTEM would."""
+    kind = setting.get("vartype")
+    if kind == "bool" and not is_bool_word(value):
+        return "parameter %s requires a Boolean value (got %r)" % (setting["name"], value)
+    if kind == "enum":
+        choices = [str(choice) for choice in setting.get("enumvals") or []]
+        if value.strip().lower() not in [choice.lower() for choice in choices]:
+            return "invalid value for parameter %s: %r (available values: %s)" % (
+                setting["name"],
+                value,
+                ", ".join(choices),
+            )
+    if kind in ("integer", "real"):
+        return number_problem(setting, value)
+    return None
 
 
 def scope_of(spec: Dict[str, Any]) -> str:
@@ -116,11 +194,21 @@ def revert_from_record(record: Dict[str, Any]) -> List[Dict[str, Any]]:
 POOL_STEP = "scale pgbouncer pool"
 
 
-def pool_revert_from_record(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The PgBouncer pool settings before the incident's first scaling of each (empty: nothing to put back)."""
+def pool_revert_from_record(record: Dict[str, Any], host: str = "") -> Dict[str, Any]:
+    """One PgBouncer host's pool settings before the incident's first scaling of each (empty: nothing to put back).
+
+    A scaling step keeps each host's settings under `pools_before` (host -> settings); a record written
+    before every host was scaled has one `pool_before`, which stands for any host.
+    """
     before: Dict[str, Any] = {}
     for entry in (record or {}).get("timeline") or []:
-        if entry.get("name") == POOL_STEP:
-            for key, value in ((entry.get("details") or {}).get("pool_before") or {}).items():
-                before.setdefault(key, value)
+        if entry.get("name") != POOL_STEP:
+            continue
+        details = entry.get("details") or {}
+        if "pools_before" in details:
+            settings = (details.get("pools_before") or {}).get(host) or {}
+        else:
+            settings = details.get("pool_before") or {}
+        for key, value in settings.items():
+            before.setdefault(key, value)
     return before

@@ -4,7 +4,8 @@
 
 Every setting is checked before any is changed: its name is known, its role exists and its value
 is one the server accepts (SET LOCAL in a transaction rolled back, for settings a session may set;
-ALTER SYSTEM checks the others itself before it writes). The rules are in settings.py.
+for the others, which only a reload applies, their range or choices from pg_settings, the same in
+check mode as in a run; ALTER SYSTEM checks them again before it writes). The rules are in settings.py.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     ConnectionParams,
     StatementRunner,
     execute,
+    fetch_dicts,
     first_line,
     quote_ident,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import (
     ROLE_CONTEXTS,
     ROLE_VALUES_SQL,
+    SETTING_SQL,
     SYSTEM_VALUE_SQL,
     change_entry,
     needs_change,
     not_applied_reason,
     role_value,
     scope_of,
+    value_problem,
 )
 
 try:
@@ -36,11 +40,12 @@ except ImportError:  # pragma: no cover - reported by ensure_psycopg2
     sql = None
 
 
-def context_of(conn: Any, params: ConnectionParams, name: str) -> str:
-    row = execute(conn, params, "SELECT context FROM pg_settings WHERE name = %s", [name]).fetchone()
-    if row is None:
+def setting_of(conn: Any, params: ConnectionParams, name: str) -> Dict[str, Any]:
+    """The setting's pg_settings row (context, vartype, unit, min_val, max_val, enumvals)."""
+    rows = fetch_dicts(conn, params, SETTING_SQL, [name])
+    if not rows:
         raise ValueError("%s is not a PostgreSQL setting" % name)
-    return row[0]
+    return dict(rows[0], name=name)
 
 
 def check_value(conn: Any, params: ConnectionParams, name: str, value: str) -> None:
@@ -74,12 +79,18 @@ def checked(conn: Any, params: ConnectionParams, specs: List[Dict[str, Any]]) ->
     result = []
     for spec in specs:
         spec = dict(spec, name=str(spec["name"]).lower())
-        context = context_of(conn, params, spec["name"])
+        setting = setting_of(conn, params, spec["name"])
+        context = setting["context"]
         if spec.get("role"):
             check_role(conn, params, spec["role"])
         reason = not_applied_reason(spec, context)
-        if reason is None and spec.get("value") is not None and context in ROLE_CONTEXTS:
-            check_value(conn, params, spec["name"], str(spec["value"]))
+        if reason is None and spec.get("value") is not None:
+            if context in ROLE_CONTEXTS:
+                check_value(conn, params, spec["name"], str(spec["value"]))
+            else:  # no session may SET it: its range or choices from pg_settings, in check mode as in a run
+                problem = value_problem(setting, str(spec["value"]))
+                if problem:
+                    raise ValueError(problem)
         result.append(dict(spec, context=context, reason=reason))
     return result
 

@@ -21,8 +21,9 @@ description:
   - Duplicate and unused indexes are reported only, never dropped.
   - With O(analyze_stale=true), runs C(ANALYZE) on tables modified past autovacuum's own analyze
     trigger since their last analyze.
-  - Every approved entry is checked (fields, the table exists, the server parses it) before anything
-    changes, a bad entry fails the task naming it and nothing is changed.
+  - Every approved entry is checked (fields, the table and columns exist, the server parses it, read-only)
+    before anything changes, a bad entry fails the task naming it and nothing is changed (O(validate_only)
+    does only that).
   - The concurrent statements cannot run in a transaction block; the module runs in autocommit.
 author:
   - PenguinMails Database Operations (@penguinmails)
@@ -74,6 +75,16 @@ options:
     description: Report a never-scanned index as unused only from this size on. At least 0.
     type: int
     default: 0
+  validate_only:
+    description:
+      - Only check O(approved), read-only, and change nothing, on a primary or a standby; the playbook does
+        it before its incident opens. Each entry's fields (one expression each, no comment, C(;) or C($)),
+        its table and columns in the catalog, then its expression and predicate parsed by the server with
+        C(EXPLAIN) of C(SELECT <keys> FROM <table> WHERE <predicate> LIMIT 0) in a C(READ ONLY) transaction
+        that is rolled back (nothing runs, nothing is built; a subquery is refused).
+      - RV(approved) then lists each entry with action V(valid); the other results are empty.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -115,7 +126,9 @@ failures:
   elements: str
   sample: ["reindex public.orders_ref_key: could not create unique index \"orders_ref_key_ccnew\""]
 approved:
-  description: Each approved index with its name and what it needed (present, create, reindex, name_taken).
+  description:
+    - Each approved index with its name and what it needed (present, create, reindex, name_taken).
+    - With O(validate_only), each with action V(valid).
   returned: always
   type: list
   elements: dict
@@ -159,7 +172,7 @@ endpoint:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.connected import run_connected
-from ansible_collections.penguinmails.dbops.plugins.module_utils.index_run import optimize_indexes
+from ansible_collections.penguinmails.dbops.plugins.module_utils.index_run import optimize_indexes, validate_only
 from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import INDEX_METHODS
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
     connection_argument_spec,
@@ -187,6 +200,7 @@ def argument_spec() -> dict:
         rebuild_invalid={"type": "bool", "default": True},
         analyze_stale={"type": "bool", "default": True},
         unused_min_bytes={"type": "int", "default": 0},
+        validate_only={"type": "bool", "default": False},
     )
     return spec
 
@@ -196,9 +210,14 @@ def main() -> None:
     ensure_psycopg2(module)
     if module.params["unused_min_bytes"] < 0:
         module.fail_json(msg="unused_min_bytes must be at least 0 (got %d)" % module.params["unused_min_bytes"])
-    result = run_connected(
-        module, lambda conn, params: optimize_indexes(conn, params, module.params, module.check_mode), primary=True
-    )
+    if module.params["validate_only"]:
+        result = run_connected(
+            module, lambda conn, params: validate_only(conn, params, module.params["approved"]), False
+        )
+    else:
+        result = run_connected(
+            module, lambda conn, params: optimize_indexes(conn, params, module.params, module.check_mode), primary=True
+        )
     module.exit_json(**result)
 
 

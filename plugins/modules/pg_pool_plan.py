@@ -128,6 +128,14 @@ rung:
   returned: always
   type: dict
   sample: {"rung": "terminate", "reason": "sessions past their limits hold server connections"}
+ladder:
+  description:
+    - Every rung a run would take, in order, if none relieved the pool, ending with escalate or none
+      (check mode shows it as the plan). Independent of O(tried).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"rung": "terminate", "reason": "sessions past their limits hold server connections"}]
 pool:
   description: The database's busiest pool (one per user) with cl_active, cl_waiting, sv_active, maxwait_seconds.
   returned: when the console answered

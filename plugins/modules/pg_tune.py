@@ -56,8 +56,9 @@ attributes:
     description: RV(replaced) has each value before and after.
 notes:
   - Needs a superuser (C(ALTER SYSTEM), C(pg_file_settings)).
-  - Values of settings only a reload applies (context C(sighup)) are checked by C(ALTER SYSTEM) itself, so
-    in check mode they are not checked.
+  - Values of settings no session may set (a reload applies them, context C(sighup)) are checked against
+    their range, units or choices in C(pg_settings), the same way in check mode as in a run; C(ALTER SYSTEM)
+    checks them again before it writes.
 """
 
 EXAMPLES = r"""

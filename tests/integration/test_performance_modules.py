@@ -56,7 +56,8 @@ APPROVED = [{"table": "perf_orders", "columns": ["customer_email"]}]
 def test_bad_entries_fail_naming_them_and_change_nothing(servers):
     before = index_state(servers)
     cases = {
-        "the server refuses it": {"table": "perf_orders", "expression": "lower(customer_email"},
+        "leaves a parenthesis open": {"table": "perf_orders", "expression": "lower(customer_email"},
+        "the server refuses it": {"table": "perf_orders", "expression": "lower(customer_email) AND AND"},
         "unknown table public.no_such_table": {"table": "no_such_table", "columns": ["x"]},
         "exactly one of columns": {"table": "perf_orders"},
         "without ';'": {"table": "perf_orders", "expression": "lower(ref)); DROP TABLE perf_orders; --"},
@@ -242,3 +243,61 @@ def test_tune_changes_reports_restart_settings_and_reverts(servers):
     assert reverted["changed"] and "ALTER SYSTEM RESET work_mem" in reverted["executed_queries"]
     assert show(servers, "SHOW work_mem") == "4MB"
     assert role_settings(servers) is None
+
+
+REF = {"table": "perf_orders", "columns": ["ref"]}
+
+
+def test_validate_only_refuses_bad_entries_read_only(servers):
+    before = index_state(servers)
+    cases = {
+        "syntax error": {"table": "perf_orders", "expression": "lower(customer_email) AND AND"},
+        "function no_such_function": {"table": "perf_orders", "expression": "no_such_function(ref)"},
+        'column "no_such_column" does not exist': dict(REF, predicate="no_such_column > 1"),
+        "unknown table public.no_such_table": {"table": "no_such_table", "columns": ["x"]},
+        "unknown column nope of public.perf_orders": {"table": "perf_orders", "columns": ["ref", "nope"]},
+        "is a list, not one expression": {"table": "perf_orders", "expression": "lower(ref), ref"},
+        "closes a parenthesis it did not open": {"table": "perf_orders", "expression": "ref) IS NOT NULL OR (true"},
+        "may not contain a subquery": dict(REF, predicate="id IN (SELECT id FROM perf_orders)"),
+        "may not contain a subquery (SELECT)": {"table": "perf_orders", "expression": "(SELECT 1)"},
+    }
+    for expected, entry in cases.items():
+        result = run_module("pg_indexes", servers.pg_args(approved=[APPROVED[0], entry], validate_only=True))
+        assert result.get("failed"), entry
+        assert expected in result["msg"] and result["msg"].startswith("approved index 1"), result["msg"]
+        assert "\n" not in result["msg"]
+    assert index_state(servers) == before
+
+
+def test_validate_only_passes_good_entries_and_runs_nothing(servers):
+    before = index_state(servers)
+    approved = [*APPROVED, {"table": "perf_orders", "expression": "lower(customer_email)", "predicate": "id > 10"}]
+    result = run_module("pg_indexes", servers.pg_args(approved=approved, validate_only=True))
+    assert not result.get("failed"), result.get("msg")
+    assert [entry["action"] for entry in result["approved"]] == ["valid", "valid"]
+    assert result["changed"] is False and result["executed_queries"] == []
+    assert index_state(servers) == before
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_reload_only_values_are_checked_the_same_in_check_mode_and_in_a_run(servers, check_mode):
+    allowed = ["checkpoint_timeout", "log_checkpoints", "checkpoint_completion_target"]
+    before = show(servers, "SHOW checkpoint_timeout")
+    cases = {
+        "outside the valid range for parameter checkpoint_timeout (30 .. 86400 s)": "10",
+        "valid units: us, ms, s, min, h, d": "5MB",
+    }
+    for expected, value in cases.items():
+        settings = [{"name": "checkpoint_timeout", "value": value}]
+        result = run_module("pg_tune", servers.pg_args(settings=settings, allowed=allowed), check_mode=check_mode)
+        assert result.get("failed") and expected in result["msg"], result
+    bad_bool = [{"name": "log_checkpoints", "value": "maybe"}]
+    result = run_module("pg_tune", servers.pg_args(settings=bad_bool, allowed=allowed), check_mode=check_mode)
+    assert result.get("failed") and "requires a Boolean value" in result["msg"], result
+    bad_real = [{"name": "checkpoint_completion_target", "value": "1.5"}]
+    result = run_module("pg_tune", servers.pg_args(settings=bad_real, allowed=allowed), check_mode=check_mode)
+    assert result.get("failed") and "outside the valid range" in result["msg"], result
+    assert show(servers, "SHOW checkpoint_timeout") == before
+    good = [{"name": "checkpoint_timeout", "value": "6min"}]
+    planned = run_module("pg_tune", servers.pg_args(settings=good, allowed=allowed), check_mode=True)
+    assert not planned.get("failed") and "ALTER SYSTEM SET checkpoint_timeout = '6min'" in planned["executed_queries"]

@@ -4,11 +4,16 @@ Inputs a spec can check stop the run before anything exists (the bad-input inven
 server). What only the servers can tell - a ceiling above the server's capacity, PgBouncer's
 console not answering with restarts not allowed - is found by the first look at the session
 lab: the incident closes refused or escalated with the reason, and PgBouncer's ini is untouched.
+The restart rung against a really hung PgBouncer (the session lab's, frozen with SIGSTOP): left
+alone and escalated without pool_restart_allowed; restarted as the lab's process with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 
 import lablib
 import pytest
@@ -76,3 +81,60 @@ def test_a_pool_with_nobody_waiting_is_left_alone(lab, tmp_path):
     assert done.rc == 0, done.stdout[-3000:]
     assert done.recap["localhost"]["changed"] == 0
     assert summary["outcome"] == "no_action"
+
+
+def console_answers(lab) -> bool:
+    try:
+        lab.pgbouncer_show("VERSION")
+    except Exception:  # any failure to reach the console is what this asks
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def hung_pgbouncer(lab):
+    """The lab's PgBouncer, started by this session, frozen with SIGSTOP (its PID from the pid file):
+    it still accepts TCP connections but never answers. Thawed afterwards if it is still that process."""
+    pid = lablib.read_pid(lab.pgbouncer_pid_file)
+    assert pid and lablib.process_alive(pid)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert lablib.wait_until(lambda: lablib.process_state(pid) == "T", 10)
+        yield pid
+    finally:
+        if lablib.process_state(pid) == "T":
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.lab
+def test_a_hung_pgbouncer_is_not_restarted_without_permission(lab, tmp_path):
+    ini_before = lab.pgbouncer_ini.read_text()
+    with hung_pgbouncer(lab) as pid:
+        assert not console_answers(lab)
+        done, summary = run_on_lab(lab, tmp_path, pool_verify_window_s=2)
+        assert lablib.process_state(pid) == "T", "the frozen PgBouncer was touched"
+    assert done.rc != 0
+    assert "escalated: PgBouncer's console does not answer and pool_restart_allowed is false" in done.stdout
+    assert summary["outcome"] == "escalated"
+    assert lab.pgbouncer_ini.read_text() == ini_before
+    assert lablib.wait_until(lambda: console_answers(lab), 15)
+
+
+@pytest.mark.lab
+def test_a_hung_pgbouncer_is_restarted_as_the_labs_process_when_allowed(lab, tmp_path):
+    with hung_pgbouncer(lab) as pid:
+        assert not console_answers(lab)
+        done, summary = run_on_lab(lab, tmp_path, pool_restart_allowed=True, pool_verify_window_s=2)
+    assert done.rc == 0, done.stdout[-3000:]
+    assert "RESTART: PgBouncer's console does not answer; restarts are allowed" in done.stdout
+    assert not lablib.process_alive(pid), "the hung PgBouncer is still there"
+    new_pid = lablib.read_pid(lab.pgbouncer_pid_file)
+    assert new_pid != pid and lablib.process_alive(new_pid)
+    assert summary["outcome"] == "resolved"
+    conn = lab.connect_pgbouncer("penguinmails_oltp")  # clients are served again
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone()[0] == 1
+    finally:
+        conn.close()

@@ -59,6 +59,8 @@ def test_module_names_are_canonical(module, canonical):
         (task("t", "ansible.builtin.uri", method="GET"), False),
         (task("t", "ansible.builtin.uri", method="GET", status="changed"), True),
         (task("t", "ansible.builtin.set_fact", status="changed"), True),
+        (task("t", "penguinmails.dbops.pg_indexes", status="failed", check_mode=True), False),  # check_mode: true
+        (task("t", "penguinmails.dbops.pg_tune", status="changed", check_mode=True), False),  # would change
         ({"event": "playbook_start"}, False),
     ],
 )

@@ -8,6 +8,8 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import 
     duplicate_indexes,
     index_name,
     invalid_index_actions,
+    plan_has_subquery,
+    single_expression_problem,
     split_table,
     still_invalid,
     unused_indexes,
@@ -135,3 +137,89 @@ def test_still_invalid_after_the_run():
 @pytest.mark.parametrize("name, expected", [("orders", ("public", "orders")), ("sales.orders", ("sales", "orders"))])
 def test_split_table(name, expected):
     assert split_table(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("lower(customer_email)", None),
+        ("(a + b) * 2", None),
+        ("coalesce(note, ')')", None),  # a parenthesis inside a string is text
+        ("status = 'it''s ok, really'", None),
+        ('"Mixed Case" IS NOT NULL', None),
+        ("E'a\\'b' = x", None),
+        ("(a, b)", None),  # a row in parentheses is one expression
+        ("a, b", "is a list, not one expression"),
+        ("a) UNION SELECT (1", "closes a parenthesis it did not open"),
+        ("')' ) UNION SELECT (')'", "closes a parenthesis it did not open"),
+        ("lower(x", "leaves a parenthesis open"),
+        ("x = 'open", "never ends"),
+        ("x -- the rest is gone", "may not contain a comment"),
+        ("x /* hidden */", "may not contain a comment"),
+        ("$$x$$", "may not contain '$'"),
+        ("x = 1; DROP TABLE t", "without ';'"),
+        ("  ", "is empty"),
+        ("id IN (SELECT id FROM t)", "may not contain a subquery (SELECT)"),
+        ("id IN (VALUES (1))", "may not contain a subquery (VALUES)"),
+        ("x = (TABLE t)", "may not contain a subquery (TABLE)"),
+        ('"select" > 1', None),  # a quoted name is a name
+        ("selected_at::timestamp with time zone > now()", None),
+    ],
+)
+def test_single_expression_problem(text, problem):
+    found = single_expression_problem(text)
+    assert found is None if problem is None else (found is not None and problem in found)
+
+
+@pytest.mark.parametrize(
+    ("plan", "subquery"),
+    [
+        (
+            [{"Plan": {"Node Type": "Limit", "Plans": [{"Node Type": "Seq Scan", "Parent Relationship": "Outer"}]}}],
+            False,
+        ),
+        (
+            [{"Plan": {"Node Type": "Limit", "Plans": [{"Node Type": "Result", "Parent Relationship": "InitPlan"}]}}],
+            True,
+        ),
+        ([{"Plan": {"Node Type": "Seq Scan", "Plans": [{"Subplan Name": "SubPlan 1", "Node Type": "Result"}]}}], True),
+        (
+            [
+                {
+                    "Plan": {
+                        "Node Type": "Hash Join",
+                        "Plans": [
+                            {"Node Type": "Seq Scan", "Relation Name": "t"},
+                            {"Node Type": "Seq Scan", "Relation Name": "t"},
+                        ],
+                    }
+                }
+            ],
+            True,
+        ),
+        ([{"Plan": {"Node Type": "Result", "One-Time Filter": "false"}}], False),
+        (
+            [
+                {
+                    "Plan": {
+                        "Node Type": "Bitmap Heap Scan",
+                        "Relation Name": "t",
+                        "Plans": [{"Node Type": "Bitmap Index Scan", "Index Name": "t_pkey"}],
+                    }
+                }
+            ],
+            False,
+        ),
+    ],
+)
+def test_plan_has_subquery(plan, subquery):
+    assert plan_has_subquery(plan) is subquery
+
+
+def test_approved_problems_refuse_what_is_not_one_expression():
+    assert approved_problems({"table": "t", "expression": "a, b"}) == [
+        "expression is a list, not one expression (',' outside parentheses)"
+    ]
+    assert approved_problems({"table": "t", "columns": ["a"], "predicate": "a > 1) OR (true"}) == [
+        "predicate closes a parenthesis it did not open: not one expression"
+    ]

@@ -222,3 +222,46 @@ def test_verification(samples, verified, reason):
 )
 def test_run_outcome(exhausted, acted, relieved, refused, outcome):
     assert rules.run_outcome(exhausted, acted, relieved, refused) == outcome
+
+
+@pytest.mark.parametrize(
+    ("found", "raise_plan", "answers", "restart", "rungs"),
+    [
+        ([], None, True, False, [rules.NONE]),
+        (LEAKED, CAN_RAISE, True, False, [rules.TERMINATE, rules.RAISE, rules.RECONNECT, rules.ESCALATE]),
+        (LEAKED, AT_CEILING, True, False, [rules.TERMINATE, rules.RECONNECT, rules.ESCALATE]),
+        (SMALL, CAN_RAISE, True, False, [rules.RAISE, rules.ESCALATE]),
+        (SMALL, AT_CEILING, True, False, [rules.ESCALATE]),
+        (FLOODED, CAN_RAISE, True, False, [rules.ESCALATE]),
+        ([], None, False, False, [rules.ESCALATE]),
+        ([], None, False, True, [rules.RESTART, rules.ESCALATE]),
+    ],
+)
+def test_ladder_lists_every_rung_a_run_would_take(found, raise_plan, answers, restart, rungs):
+    assert [step["rung"] for step in rules.ladder(found, raise_plan, answers, restart)] == rungs
+
+
+def test_the_ladders_last_step_says_why_it_escalates():
+    assert rules.ladder(SMALL, AT_CEILING, True, False)[-1]["reason"] == (
+        "not relieved: pool_size 15 is already at its limit"
+    )
+
+
+@pytest.mark.parametrize(
+    ("manager", "lab", "method"),
+    [
+        ("process_api", True, rules.LAB),
+        ("systemd", True, rules.LAB),  # the lab's process is not the system's pgbouncer service
+        ("systemd", False, rules.SERVICE),
+        ("openrc", False, rules.SERVICE),
+        ("process_api", False, rules.NONE),
+        (None, False, rules.NONE),
+    ],
+)
+def test_restart_method(manager, lab, method):
+    assert rules.restart_method(manager, lab, "pgbouncer")["method"] == method
+
+
+def test_no_restart_method_says_what_the_host_has():
+    reason = rules.restart_method("process_api", False, "pgbouncer")["reason"]
+    assert reason.startswith("no service manager on the PgBouncer host (process_api)")
