@@ -3,7 +3,6 @@
 #   PostgreSQL >= 15 server binaries (initdb, pg_ctl, pg_basebackup, pg_rewind)
 #     and its contrib extensions (pg_stat_statements, amcheck)
 #   PgBouncer >= 1.18
-#   pgBackRest (the lab's real backups, the data integrity runbook's restores)
 #   python3 with venv support, make, shellcheck (for ansible-test sanity)
 #
 # Quiet and exit 0 when everything is there. Otherwise, as root on Debian/Ubuntu,
@@ -59,7 +58,6 @@ missing_packages() {
     local missing=()
     postgres_bin_dir >/dev/null || missing+=(postgresql postgresql-contrib)
     pgbouncer_ok || missing+=(pgbouncer)
-    command -v pgbackrest >/dev/null || missing+=(pgbackrest)
     python_venv_ok || missing+=(python3 python3-venv)
     command -v make >/dev/null || missing+=(make)
     command -v shellcheck >/dev/null || missing+=(shellcheck)

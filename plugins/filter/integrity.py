@@ -15,11 +15,11 @@ def integrity_verdict(before, after):
     return verification(dict(before or {}), dict(after))
 
 
-def integrity_closing(verdict=None, changed=(), failures=(), quarantined=False):
-    """-> {outcome, note} for the incident's close."""
+def integrity_closing(verdict=None, changed=(), failures=(), quarantined=False, earlier_changed_steps=0):
+    """-> {outcome, note} for the incident's close (a rerun of an incident an earlier run changed stays resolved)."""
     from ansible_collections.penguinmails.dbops.plugins.module_utils.integrity import run_outcome
 
-    changed_any = any(bool((result or {}).get("changed")) for result in changed)
+    changed_any = int(earlier_changed_steps or 0) > 0 or any(bool((result or {}).get("changed")) for result in changed)
     return run_outcome(changed_any, verdict or None, [str(f) for f in failures or []], bool(quarantined))
 
 
