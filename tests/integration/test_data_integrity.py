@@ -76,11 +76,11 @@ def sql(lab, statement, args=None, dbname=DATABASE):
 def run(lab, tmp_path):
     incidents, locks = tmp_path / "incidents", tmp_path / "locks"
 
-    def run_playbook(incident_id=None, **extra):
+    def run_playbook(incident_id=None, check=False, **extra):
         extra.update(incident_tier="content", dbops_incident_dir=str(incidents), integrity_lock_dir=str(locks))
         if incident_id:
             extra["incident_id"] = incident_id
-        done = lablib.run_playbook(lab.inventory, PLAYBOOK, extra, timeout=600)
+        done = lablib.run_playbook(lab.inventory, PLAYBOOK, extra, args=["--check"] if check else [], timeout=600)
         record = incidents / (incident_id or "") / "record.json"
         return SimpleNamespace(
             rc=done.rc,
@@ -193,6 +193,14 @@ def test_bad_rows_are_quarantined_idempotently_and_lifted(lab, run):
         "integrity_invariants": [INVARIANT],
         "integrity_app_roles": [APP, lablib.CREDENTIALS["dbops_login_user"]],
     }
+    planned = run(incident_id="INTEGRITY-ROWS", check=True, **options)
+    assert planned.rc == 0, planned.stdout[-4000:]
+    assert "CREATE SCHEMA" in planned.stdout, planned.stdout[-3000:]
+    assert "REVOKE INSERT, UPDATE, DELETE ON TABLE" in planned.stdout, planned.stdout[-3000:]
+    assert planned.record is None
+    assert sql(lab, "SELECT to_regnamespace('quarantine')")[0][0] is None
+    assert sql(lab, "SELECT has_table_privilege(%s, 'accounts', 'UPDATE')", [APP]) == [(True,)]
+
     done = run(incident_id="INTEGRITY-ROWS", **options)
     assert done.rc == 0, done.stdout[-4000:]
     plan = step(done.record, "decision", "identify scope")["details"]["plan"]
