@@ -85,7 +85,7 @@ attributes:
     description: Nothing changes.
 notes:
   - Needs the amcheck extension in the database and a superuser (or the amcheck functions granted).
-  - O(invariants[].query) is SQL from the inventory; it runs inside a read-only transaction.
+  - The C(query) of each of O(invariants) is SQL from the inventory; it runs inside a read-only transaction.
 """
 
 EXAMPLES = r"""
