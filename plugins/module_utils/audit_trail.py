@@ -62,6 +62,7 @@ READ_ONLY_MODULES = frozenset(
             "dbops_triage",
             "pg_failover_plan",
             "pg_health",
+            "pg_integrity",
             "pg_node_info",
             "pg_pool_plan",
             "pg_query_check",

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import (
     INDEXES_SQL,
+    action,
     analyze_statement,
     approved_index_action,
     approved_problems,
@@ -155,11 +156,28 @@ def validate_only(conn: Any, params: ConnectionParams, approved: List[Dict[str, 
     }
 
 
+def named_indexes(indexes: List[Dict[str, Any]], names: List[str]) -> List[Dict[str, Any]]:
+    """The indexes `names` (schema.index, or index in public) asks to rebuild; ValueError for an unknown one."""
+    by_name = {"%s.%s" % (index["schema"], index["name"]): index for index in indexes}
+    wanted = [name if "." in name else "public." + name for name in names]
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        raise ValueError("reindex names unknown index(es): %s" % ", ".join(unknown))
+    return [{key: by_name[name][key] for key in ("schema", "table", "name")} for name in wanted]
+
+
 def plan(
     indexes: List[Dict[str, Any]], approved: List[Dict[str, Any]], stale: List[Dict[str, Any]], options: Dict[str, Any]
 ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """(the actions in order, what each approved index needed)."""
     actions = invalid_index_actions(indexes) if options["rebuild_invalid"] else []
+    actions.extend(
+        action("reindex", index)
+        for index in named_indexes(indexes, options.get("reindex") or [])
+        if not any(
+            a["action"] == "reindex" and (a["schema"], a["name"]) == (index["schema"], index["name"]) for a in actions
+        )
+    )
     needs = []
     for spec in approved:
         table_indexes = [

@@ -46,6 +46,7 @@ PLAYBOOKS = {
     OUTAGE: "playbooks/incident_db_outage.yml",
     POOL: "playbooks/incident_pool_exhaustion.yml",
     PERF: "playbooks/incident_performance.yml",
+    DATA: "playbooks/incident_data_integrity.yml",
 }
 RUNBOOK_AVAILABLE, RUNBOOK_PLANNED = "available", "planned"
 # The seed's response steps, for a type whose runbook playbook is planned but not built yet.

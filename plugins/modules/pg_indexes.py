@@ -67,6 +67,14 @@ options:
     description: Rebuild invalid indexes and drop C(_ccnew)/C(_ccold) leftovers.
     type: bool
     default: true
+  reindex:
+    description:
+      - Indexes (V(schema.index), or V(index) in C(public)) to rebuild with C(REINDEX INDEX CONCURRENTLY)
+        whether valid or not, for example the corrupt ones pg_integrity found. An unknown name fails the
+        task before anything changes.
+    type: list
+    elements: str
+    default: []
   analyze_stale:
     description: C(ANALYZE) the tables whose statistics are stale.
     type: bool
@@ -198,6 +206,7 @@ def argument_spec() -> dict:
             },
         },
         rebuild_invalid={"type": "bool", "default": True},
+        reindex={"type": "list", "elements": "str", "default": []},
         analyze_stale={"type": "bool", "default": True},
         unused_min_bytes={"type": "int", "default": 0},
         validate_only={"type": "bool", "default": False},

@@ -525,6 +525,7 @@ def test_only_playbooks_that_exist_are_recommended():
         OUTAGE: "playbooks/incident_db_outage.yml",
         POOL: "playbooks/incident_pool_exhaustion.yml",
         PERF: "playbooks/incident_performance.yml",
+        DATA: "playbooks/incident_data_integrity.yml",
     }
     for playbook in PLAYBOOKS.values():
         assert (repo / playbook).is_file(), playbook
@@ -536,7 +537,6 @@ def test_only_playbooks_that_exist_are_recommended():
 @pytest.mark.parametrize(
     ("incident_type", "steps"),
     [
-        (DATA, "identify the scope, quarantine the affected data, begin recovery procedures"),
         (SECURITY, "contain, investigate, document, notify stakeholders (Security Team, Legal)"),
     ],
 )

@@ -1,0 +1,229 @@
+"""The data integrity runbook against real damage, on one lab shared by every test of this file.
+
+Ports: DBOPS_INTEGRITY_TEST_PORT_BASE (default 5960; the content tier's one server listens on
+base + 11, no PgBouncer), data under DBOPS_INTEGRITY_TEST_ROOT. Damage is real: bytes of a heap
+page or of a B-tree index page are overwritten while the server is stopped (the lab has data
+checksums), rows are deleted and changed with plain SQL. Bad input is refused by the server-side
+validation before any incident, lock or file exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import lablib
+import pytest
+
+pytestmark = pytest.mark.lab
+
+PORT_BASE = int(os.environ.get("DBOPS_INTEGRITY_TEST_PORT_BASE", "5960"))
+LAB_ROOT = os.environ.get("DBOPS_INTEGRITY_TEST_ROOT", "/var/tmp/penguinmails-dbops-integrity-pytest")
+PLAYBOOK = lablib.REPO_ROOT / "playbooks" / "incident_data_integrity.yml"
+DATABASE = "penguinmails_content"
+APP = lablib.CREDENTIALS["lab_app_user"]
+
+SCHEMA = f"""
+CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL);
+CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts (id), amount numeric);
+INSERT INTO accounts SELECT g, 'owner' || g, 100 FROM generate_series(1, 2000) g;
+INSERT INTO orders SELECT g, 1 + g % 2000, g FROM generate_series(1, 4000) g;
+CREATE TABLE documents (id bigint PRIMARY KEY, body text NOT NULL);
+INSERT INTO documents SELECT g, repeat('d', 200) || g FROM generate_series(1, 20000) g;
+CREATE TABLE heap_victim (id bigint PRIMARY KEY, body text NOT NULL);
+INSERT INTO heap_victim SELECT g, repeat('h', 100) || g FROM generate_series(1, 3000) g;
+GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, orders, documents, heap_victim TO {APP};
+"""
+
+INVARIANT = {
+    "name": "no negative balance",
+    "table": "public.accounts",
+    "query": "SELECT id, balance FROM public.accounts WHERE balance < 0",
+}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    missing = lablib.missing_binaries()
+    if missing:
+        pytest.skip("the lab needs %s; run tools/install-system-packages.sh" % ", ".join(missing))
+    lab = lablib.write_inventory(
+        tmp_path_factory.mktemp("integrity-lab"),
+        tiers={"content": 0},
+        port_base=PORT_BASE,
+        lab_root=LAB_ROOT,
+        with_pgbouncer=False,
+    )
+    with lablib.running(lab):
+        sql(lab, SCHEMA)
+        yield lab
+
+
+def sql(lab, statement, args=None, dbname=DATABASE):
+    conn = lab.connect(lab.primary("content"), dbname=dbname)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def run(lab, tmp_path):
+    incidents, locks = tmp_path / "incidents", tmp_path / "locks"
+
+    def run_playbook(incident_id=None, check=False, **extra):
+        extra.update(incident_tier="content", dbops_incident_dir=str(incidents), integrity_lock_dir=str(locks))
+        if incident_id:
+            extra["incident_id"] = incident_id
+        done = lablib.run_playbook(lab.inventory, PLAYBOOK, extra, args=["--check"] if check else [], timeout=600)
+        record = incidents / (incident_id or "") / "record.json"
+        return SimpleNamespace(
+            rc=done.rc,
+            stdout=done.stdout,
+            stderr=done.stderr,
+            recap=done.recap,
+            record=json.loads(record.read_text()) if incident_id and record.exists() else None,
+            left=sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")),
+        )
+
+    return run_playbook
+
+
+def step(record, kind, name_part):
+    return next(entry for entry in record["timeline"] if entry["kind"] == kind and name_part in entry["name"])
+
+
+def closing(record):
+    return [entry for entry in record["timeline"] if entry["name"] == "close"][-1]["result"]
+
+
+def damage_block(lab, relation, block, dbname=DATABASE):
+    """Overwrite 64 bytes in the middle of `block` of `relation`'s file while its server is stopped."""
+    server = lab.primary("content")
+    path = Path(server.data_dir) / sql(lab, "SELECT pg_relation_filepath(%s)", [relation], dbname)[0][0]
+    sql(lab, "CHECKPOINT")
+    lablib.stop_server(server)
+    with open(path, "r+b") as handle:
+        handle.seek(block * 8192 + 4000)
+        handle.write(b"\xde\xad\xbe\xef" * 16)
+    lablib.start_server(server)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"integrity_scope": {"tables": ["public.no_such_table"]}}, "does not have: public.no_such_table"),
+        ({"integrity_scope": {"schemas": ["no_such_schema"]}}, "integrity_scope matches no table"),
+        (
+            {"integrity_invariants": [dict(INVARIANT, query="DELETE FROM public.accounts WHERE balance < 0")]},
+            "the query must be a SELECT",
+        ),
+        (
+            {
+                "integrity_invariants": [
+                    dict(INVARIANT, query="WITH d AS (DELETE FROM accounts RETURNING id) SELECT id FROM d")
+                ]
+            },
+            "the server refuses it as a query",
+        ),
+        ({"integrity_invariants": [dict(INVARIANT, query="SELECT 1; DROP TABLE accounts")]}, "without ';'"),
+        ({"integrity_database": "postgres"}, "the amcheck extension is not installed in database postgres"),
+        ({"integrity_check_timeout_s": 0}, "integrity_check_timeout_s must be at least 0.1"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_exists(lab, run, extra, message):
+    before = sql(lab, "SELECT count(*) FROM accounts")
+    done = run(incident_id="INTEGRITY-BAD", **extra)
+    assert done.rc != 0, done.stdout[-3000:]
+    assert any(message in line for line in (done.stdout + done.stderr).splitlines()), done.stdout[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.left == [], "bad input left files behind: %s" % done.left
+    assert done.recap["localhost"]["changed"] == 0
+    assert sql(lab, "SELECT count(*) FROM accounts") == before
+    assert sql(lab, "SELECT to_regnamespace('quarantine')")[0][0] is None
+
+
+def test_corrupt_index_is_found_rebuilt_and_checked_clean(lab, run):
+    damage_block(lab, "documents_pkey", 1)
+    done = run(incident_id="INTEGRITY-INDEX", integrity_scope={"tables": ["public.documents"]})
+    assert done.rc == 0, done.stdout[-4000:]
+    record = done.record
+    found = step(record, "decision", "identify scope")["details"]["findings"]
+    assert [(f["check"], f["relation"], f["blocks"]) for f in found] == [
+        ("bt_index_check", "public.documents_pkey", [1]),
+        ("checksum_failures", "", []),
+    ], found
+    assert "invalid page in block 1" in found[0]["problem"]
+    assert step(record, "action", "rebuild corrupt indexes")["changed"]
+    assert record["outcome"] == "resolved", closing(record)
+    # The server agrees: amcheck passes on the rebuilt index, and its lookups work.
+    assert sql(lab, "SELECT bt_index_check('documents_pkey', true)") == [("",)]
+    assert sql(lab, "SELECT body FROM documents WHERE id = 777") == [("d" * 200 + "777",)]
+
+    again = run(incident_id="INTEGRITY-INDEX-2", integrity_scope={"tables": ["public.documents"]})
+    assert again.rc == 0 and again.recap["localhost"]["changed"] == 0, again.stdout[-3000:]
+    assert again.record["outcome"] == "no_action"
+
+
+def test_damaged_heap_page_is_found_by_checksum_and_escalated(lab, run):
+    damage_block(lab, "heap_victim", 2)
+    done = run(incident_id="INTEGRITY-HEAP", integrity_scope={"tables": ["public.heap_victim"]})
+    assert done.rc == 0, done.stdout[-4000:]
+    found = step(done.record, "decision", "identify scope")["details"]["findings"]
+    heap = [f for f in found if f["check"] == "verify_heapam"]
+    assert [(f["relation"], f["blocks"]) for f in heap] == [("public.heap_victim", [2])], found
+    assert "invalid page in block 2" in heap[0]["problem"]
+    checksum = [f for f in found if f["check"] == "checksum_failures"]
+    assert checksum and "checksum failure" in checksum[0]["problem"], found
+    assert done.record["outcome"] == "escalated"
+    assert "verify_heapam public.heap_victim: invalid page in block 2" in closing(done.record)
+
+
+def test_bad_rows_are_quarantined_idempotently_and_lifted(lab, run):
+    sql(lab, "DELETE FROM orders WHERE account_id IN (11, 12); UPDATE accounts SET balance = -5 WHERE id IN (7, 8)")
+    # A "bad deploy" deletes parents behind the foreign key's back.
+    sql(lab, "SET session_replication_role = replica; DELETE FROM accounts WHERE id IN (21, 22)")
+    options = {
+        "integrity_scope": {"tables": ["public.accounts", "public.orders"]},
+        "integrity_invariants": [INVARIANT],
+        "integrity_app_roles": [APP, lablib.CREDENTIALS["dbops_login_user"]],
+    }
+    planned = run(incident_id="INTEGRITY-ROWS", check=True, **options)
+    assert planned.rc == 0, planned.stdout[-4000:]
+    assert "CREATE SCHEMA" in planned.stdout, planned.stdout[-3000:]
+    assert "REVOKE INSERT, UPDATE, DELETE ON TABLE" in planned.stdout, planned.stdout[-3000:]
+    assert planned.record is None
+    assert sql(lab, "SELECT to_regnamespace('quarantine')")[0][0] is None
+    assert sql(lab, "SELECT has_table_privilege(%s, 'accounts', 'UPDATE')", [APP]) == [(True,)]
+
+    done = run(incident_id="INTEGRITY-ROWS", **options)
+    assert done.rc == 0, done.stdout[-4000:]
+    plan = step(done.record, "decision", "identify scope")["details"]["plan"]
+    by_table = {entry["table"]: sorted(key[0] for key in entry["keys"]) for entry in plan["quarantine"]}
+    orphans = sorted(i for (i,) in sql(lab, "SELECT id FROM orders WHERE account_id IN (21, 22)"))
+    assert by_table == {"public.accounts": [7, 8], "public.orders": orphans}, plan
+    quarantine = step(done.record, "action", "quarantine")["details"]
+    assert {entry["role"] for entry in quarantine["revoked"]} == {APP}
+    assert quarantine["left_alone"] == [lablib.CREDENTIALS["dbops_login_user"]]
+    assert done.record["outcome"] == "escalated" and "quarantine kept in place" in closing(done.record)
+    # The server: the rows are copied aside with the incident id, the application can no longer write.
+    copied = sql(lab, "SELECT dbops_incident_id, id FROM quarantine.public_accounts__integrity_rows ORDER BY id")
+    assert copied == [("INTEGRITY-ROWS", 7), ("INTEGRITY-ROWS", 8)]
+    assert sql(lab, "SELECT count(*) FROM quarantine.public_orders__integrity_rows")[0][0] == len(orphans)
+    assert sql(lab, "SELECT has_table_privilege(%s, 'accounts', 'UPDATE')", [APP]) == [(False,)]
+    assert sql(lab, "SELECT has_table_privilege(%s, 'orders', 'SELECT')", [APP]) == [(True,)]
+
+    again = run(incident_id="INTEGRITY-ROWS", **options)
+    assert again.rc == 0 and again.recap["localhost"]["changed"] == 0, again.stdout[-3000:]
+    assert sql(lab, "SELECT count(*) FROM quarantine.public_accounts__integrity_rows")[0][0] == 2
+
+    lifted = run(incident_id="INTEGRITY-ROWS", integrity_lift=True)
+    assert lifted.rc == 0, lifted.stdout[-3000:]
+    assert sql(lab, "SELECT has_table_privilege(%s, 'accounts', 'UPDATE')", [APP]) == [(True,)]
+    assert sql(lab, "SELECT has_table_privilege(%s, 'orders', 'INSERT')", [APP]) == [(True,)]
+    assert run(incident_id="INTEGRITY-ROWS", integrity_lift=True).recap["localhost"]["changed"] == 0
