@@ -56,6 +56,7 @@ READ_ONLY_MODULES = frozenset(
         "penguinmails.dbops." + name
         for name in (
             "dbops_audit_verify",
+            "dbops_evidence",
             "dbops_incident",
             "dbops_lock",
             "dbops_notify",
