@@ -66,6 +66,7 @@ READ_ONLY_MODULES = frozenset(
             "pg_node_info",
             "pg_pool_plan",
             "pg_query_check",
+            "pg_security_facts",
             "pgbouncer_pools",
             "posthog_alerts",
         )

@@ -98,7 +98,6 @@ def empty_result(endpoint: str) -> Dict[str, Any]:
         "hba_errors_before": [],
         "hba_errors_after": [],
         "verification": {},
-        "investigation": {},
     }
 
 
@@ -332,32 +331,7 @@ class RoleLockdown:
             self.reload()
         self.act("removed the lockdown state %s" % self.state_path(), self.drop_state)
 
-    # -- investigate and verify -----------------------------------------------------------------
-
-    def investigate(self) -> None:
-        roles = self.role_rows()
-        self.result["investigation"] = {
-            "superusers": sorted(name for name, row in roles.items() if row["rolsuper"]),
-            "login_roles": sorted(name for name, row in roles.items() if row["rolcanlogin"]),
-            "valid_until": {name: row["rolvaliduntil"] for name, row in roles.items() if row["rolvaliduntil"]},
-            "suspects": {name: roles[name] for name in self.roles if name in roles},
-            "memberships": self.rows(MEMBERSHIPS),
-            "table_grants": self.rows(TABLE_GRANTS, (list(self.options.get("sensitive_tables") or []),)),
-            "hba_rules": self.rows(HBA_RULES),
-            "settings": {name: row["setting"] for name, row in self.settings(INVESTIGATION_SETTINGS).items()},
-            "log_lines": self.log_lines(),
-        }
-
-    def log_lines(self) -> List[str]:
-        """The suspect roles' lines of the server log (its last megabyte), when the log is on this host."""
-        path = self.options.get("log_file")
-        if not path or not os.path.isfile(path):
-            return []
-        with open(path, "rb") as handle:
-            handle.seek(max(0, os.path.getsize(path) - LOG_TAIL_BYTES))
-            text = handle.read().decode("utf-8", "replace")
-        marks = ['"%s"' % role for role in self.roles] + ["user=%s" % role for role in self.roles]
-        return [line for line in text.splitlines() if any(mark in line for mark in marks)][-200:]
+    # -- verify -------------------------------------------------------------------------------------
 
     def verify(self) -> None:
         if self.check_mode:
@@ -375,7 +349,6 @@ class RoleLockdown:
         self.conn = conn
         self.result["in_recovery"] = bool(execute(conn, self.params, "SELECT pg_is_in_recovery()").fetchone()[0])
         if state == "present":
-            self.investigate()
             self.contain()
             self.verify()
         else:
@@ -395,3 +368,53 @@ def parse_roles(options: Dict[str, Any]) -> Optional[str]:
     """The first problem of the module's roles option, or None."""
     problems = lockdown.role_names_problems(options.get("roles"))
     return problems[0] if problems else None
+
+
+class SecurityFacts:
+    """pg_security_facts' reading of one server: the investigation, and why a lockdown would be refused."""
+
+    def __init__(self, options: Dict[str, Any], params: ConnectionParams) -> None:
+        self.options = options
+        self.params = params
+        self.roles: List[str] = list(options["roles"])
+        self.conn: Any = None
+
+    def rows(self, statement: Any, args: Any = None) -> List[Dict[str, Any]]:
+        return fetch_dicts(self.conn, self.params, statement, args)
+
+    def read(self, conn: Any) -> Dict[str, Any]:
+        self.conn = conn
+        roles = {row["rolname"]: row for row in self.rows(ROLES)}
+        result = {
+            "changed": False,
+            "server": self.params.endpoint,
+            "in_recovery": bool(execute(conn, self.params, "SELECT pg_is_in_recovery()").fetchone()[0]),
+            "refusal": lockdown.lockdown_refusal(self.roles, roles, self.params.user),
+            "missing_roles": sorted(name for name in self.roles if name not in roles),
+            "sessions": self.rows(SESSIONS, (self.roles,)),
+            "superusers": sorted(name for name, row in roles.items() if row["rolsuper"]),
+            "login_roles": sorted(name for name, row in roles.items() if row["rolcanlogin"]),
+            "valid_until": {name: row["rolvaliduntil"] for name, row in roles.items() if row["rolvaliduntil"]},
+            "suspects": {name: roles[name] for name in self.roles if name in roles},
+        }
+        if self.options.get("investigate", True):
+            settings = self.rows(SETTINGS, (list(INVESTIGATION_SETTINGS),))
+            result.update(
+                memberships=self.rows(MEMBERSHIPS),
+                table_grants=self.rows(TABLE_GRANTS, (list(self.options.get("sensitive_tables") or []),)),
+                hba_rules=self.rows(HBA_RULES),
+                settings={row["name"]: row["setting"] for row in settings},
+                log_lines=suspect_log_lines(self.options.get("log_file"), self.roles),
+            )
+        return result
+
+
+def suspect_log_lines(path: Optional[str], roles: List[str]) -> List[str]:
+    """The suspect roles' lines of the server log (its last megabyte), when the log is on this host."""
+    if not path or not os.path.isfile(path):
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.path.getsize(path) - LOG_TAIL_BYTES))
+        text = handle.read().decode("utf-8", "replace")
+    marks = ['"%s"' % role for role in roles] + ["user=%s" % role for role in roles]
+    return [line for line in text.splitlines() if any(mark in line for mark in marks)][-200:]

@@ -11,9 +11,7 @@ version_added: 0.3.0
 description:
   - The security breach runbook's containment on one server. With O(state=present) it first snapshots
     what containment destroys (the suspect roles' sessions from C(pg_stat_activity) with client
-    addresses, application names and queries) and investigates (superusers, login roles, C(valid until),
-    memberships, grants on O(sensitive_tables), C(pg_hba_file_rules), security settings and the suspects'
-    lines of O(log_file)).
+    addresses, application names and queries). The investigation is M(penguinmails.dbops.pg_security_facts).
   - Then it contains. On a primary, C(ALTER ROLE ... NOLOGIN CONNECTION LIMIT 0) and C(REVOKE CONNECT) on
     each of O(databases) where the role has an explicit grant (a standby takes both from its primary).
     On every server, reject lines for the roles at the top of C(pg_hba.conf) (checked in
@@ -53,14 +51,6 @@ options:
     description: Where what was there before is remembered for the lift, one file per server.
     type: path
     required: true
-  sensitive_tables:
-    description: Tables (C(schema.table)) whose grants the investigation lists.
-    type: list
-    elements: str
-    default: []
-  log_file:
-    description: The server's log file on this host; the suspects' lines are returned.
-    type: path
 attributes:
   check_mode:
     support: full
@@ -137,12 +127,6 @@ verification:
   returned: always
   type: dict
   sample: {"contained": true, "reason": "contained", "sessions_left": []}
-investigation:
-  description:
-    - With O(state=present), superusers, login_roles, valid_until, suspects (their pg_roles rows),
-      memberships, table_grants, hba_rules, settings and log_lines.
-  returned: always
-  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -168,8 +152,6 @@ def argument_spec() -> dict:
         databases={"type": "list", "elements": "str", "default": []},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
         state_file={"type": "path", "required": True},
-        sensitive_tables={"type": "list", "elements": "str", "default": []},
-        log_file={"type": "path"},
     )
     return spec
 

@@ -121,3 +121,23 @@ def test_the_last_superuser_able_to_log_in_is_refused(run, lab):
     )
     assert_refused(done, left, "no other superuser could log in afterwards; nothing was changed")
     assert OPERATOR_PASSWORD not in done.stdout + done.stderr
+
+
+def test_audit_verify_also_verifies_the_evidence_bundles(tmp_path):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils import evidence
+
+    incident = tmp_path / "INC-EVIDENCE"
+    incident.mkdir()
+    trail = incident / "audit.jsonl"
+    trail.write_text("")
+    bundle = incident / "evidence" / "run-1"
+    evidence.write_bundle(str(bundle), {"sessions_before.json": [{"pid": 1}], "statements.json": ["ALTER ROLE"]})
+    playbook = lablib.REPO_ROOT / "playbooks" / "audit_verify.yml"
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all: {}\n")
+    intact = lablib.run_playbook(inventory, playbook, {"audit_file": str(trail)}, timeout=120)
+    assert intact.rc == 0 and "1 evidence bundle(s) verified" in intact.stdout, intact.stdout[-2000:]
+    (bundle / "statements.json").write_text('["nothing happened"]')
+    broken = lablib.run_playbook(inventory, playbook, {"audit_file": str(trail)}, timeout=120)
+    assert broken.rc != 0
+    assert "statements.json does not match its SHA-256 in the manifest" in broken.stdout
