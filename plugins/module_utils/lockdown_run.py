@@ -14,19 +14,24 @@ import os
 from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown
-from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.files import (
     ensure_private_directory,
     read_text,
     write_atomically,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    ConnectionFailure,
     ConnectionParams,
     StatementRunner,
+    connection_argument_spec,
+    connection_params,
+    ensure_psycopg2,
     execute,
     fetch_dicts,
     quote_ident,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import read_ini_text, replace_ini_text
 
 try:
@@ -368,6 +373,32 @@ def parse_roles(options: Dict[str, Any]) -> Optional[str]:
     """The first problem of the module's roles option, or None."""
     problems = lockdown.role_names_problems(options.get("roles"))
     return problems[0] if problems else None
+
+
+def role_argument_spec(**options: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The connection options, the suspect roles and `options` (pg_role_lockdown, pg_security_facts)."""
+    spec = connection_argument_spec()
+    spec.update(roles={"type": "list", "elements": "str", "required": True}, **options)
+    return spec
+
+
+def run_on_server(module: Any, work: Callable[[Any, ConnectionParams], Dict[str, Any]], name: str) -> None:
+    """The shared main of the two modules: names checked, one connection, work(conn, params), exit or fail."""
+    problem = parse_roles(module.params)
+    if problem:
+        module.fail_json(msg=problem)
+    ensure_psycopg2(module)
+    params = connection_params(module)
+    try:
+        with connected(params) as conn:
+            result = work(conn, params)
+    except ConnectionFailure as failure:
+        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, **empty_result(params.endpoint))
+    except ActionFailed as failure:
+        module.fail_json(msg=str(failure), **redact_value(failure.result))
+    except (OSError, ValueError) as error:
+        module.fail_json(msg="%s at %s: %s" % (name, params.endpoint, error), **empty_result(params.endpoint))
+    module.exit_json(**redact_value(result))
 
 
 class SecurityFacts:

@@ -130,50 +130,25 @@ verification:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.lockdown_run import (
     RoleLockdown,
-    empty_result,
-    parse_roles,
+    role_argument_spec,
+    run_on_server,
 )
-from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
-    connection_argument_spec,
-    connection_params,
-    ensure_psycopg2,
-)
-from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 
 
-def argument_spec() -> dict:
-    spec = connection_argument_spec()
-    spec.update(
-        roles={"type": "list", "elements": "str", "required": True},
+def main() -> None:
+    spec = role_argument_spec(
         databases={"type": "list", "elements": "str", "default": []},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
         state_file={"type": "path", "required": True},
     )
-    return spec
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
 
+    def work(conn, params):
+        return RoleLockdown(module.params, params, module.check_mode).work(conn, module.params["state"])
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    problem = parse_roles(module.params)
-    if problem:
-        module.fail_json(msg=problem)
-    ensure_psycopg2(module)
-    params = connection_params(module)
-    lockdown = RoleLockdown(module.params, params, module.check_mode)
-    try:
-        with connected(params) as conn:
-            result = lockdown.work(conn, module.params["state"])
-    except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), conn_err_kind=failure.kind, **empty_result(params.endpoint))
-    except ActionFailed as failure:
-        module.fail_json(msg=str(failure), **redact_value(failure.result))
-    except (OSError, ValueError) as error:
-        module.fail_json(msg="pg_role_lockdown at %s: %s" % (params.endpoint, error), **lockdown.result)
-    module.exit_json(**redact_value(result))
+    run_on_server(module, work, "pg_role_lockdown")
 
 
 if __name__ == "__main__":

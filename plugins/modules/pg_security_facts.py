@@ -134,37 +134,21 @@ log_lines:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import connected
-from ansible_collections.penguinmails.dbops.plugins.module_utils.lockdown_run import SecurityFacts, parse_roles
-from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
-    ConnectionFailure,
-    connection_argument_spec,
-    connection_params,
-    ensure_psycopg2,
+from ansible_collections.penguinmails.dbops.plugins.module_utils.lockdown_run import (
+    SecurityFacts,
+    role_argument_spec,
+    run_on_server,
 )
-from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 
 
 def main() -> None:
-    spec = connection_argument_spec()
-    spec.update(
-        roles={"type": "list", "elements": "str", "required": True},
+    spec = role_argument_spec(
         sensitive_tables={"type": "list", "elements": "str", "default": []},
         log_file={"type": "path"},
         investigate={"type": "bool", "default": True},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    problem = parse_roles(module.params)
-    if problem:
-        module.fail_json(msg=problem)
-    ensure_psycopg2(module)
-    params = connection_params(module)
-    try:
-        with connected(params) as conn:
-            result = SecurityFacts(module.params, params).read(conn)
-    except ConnectionFailure as failure:
-        module.fail_json(msg=str(failure), conn_err_kind=failure.kind)
-    module.exit_json(**redact_value(result))
+    run_on_server(module, lambda conn, params: SecurityFacts(module.params, params).read(conn), "pg_security_facts")
 
 
 if __name__ == "__main__":
