@@ -141,3 +141,31 @@ def test_audit_verify_also_verifies_the_evidence_bundles(tmp_path):
     broken = lablib.run_playbook(inventory, playbook, {"audit_file": str(trail)}, timeout=120)
     assert broken.rc != 0
     assert "statements.json does not match its SHA-256 in the manifest" in broken.stdout
+
+
+def test_check_mode_plans_the_lockdown_and_changes_nothing(lab, tmp_path):
+    server = lab.tier("oltp")[0]
+    conn = lab.connect(server)
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE ROLE sec_suspect LOGIN PASSWORD 'sec-suspect-test-password'")
+    conn.close()
+    held = lablib.connect(server.port, "sec_suspect", "sec-suspect-test-password")
+    try:
+        before = server_state(lab)
+        extra = {
+            "incident_tier": "oltp",
+            "security_suspect_roles": ["sec_suspect"],
+            "dbops_incident_dir": str(tmp_path / "incidents"),
+            "dbops_lock_dir": str(tmp_path / "locks"),
+            "dbops_security_state_dir": str(tmp_path / "security"),
+        }
+        done = lablib.run_playbook(lab.inventory, PLAYBOOK, extra, args=["--check"], timeout=180)
+        assert done.rc == 0, done.stdout[-3000:]
+        assert 'ALTER ROLE \\"sec_suspect\\" NOLOGIN CONNECTION LIMIT 0' in done.stdout
+        assert "pg_terminate_backend" in done.stdout
+        assert server_state(lab) == before
+        with held.cursor() as cursor:
+            cursor.execute("SELECT 1")  # the session was not terminated
+        assert not (tmp_path / "incidents").exists() and not (tmp_path / "security").exists()
+    finally:
+        held.close()
