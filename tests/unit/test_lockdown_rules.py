@@ -108,7 +108,7 @@ def test_hba_rejects_go_on_top_once_and_come_off_exactly():
 
 
 def test_hba_lift_leaves_other_roles_lines():
-    locked, _ = lockdown.hba_with_rejects(HBA, ["bad", "worse"])
+    locked = lockdown.hba_with_rejects(HBA, ["bad", "worse"])[0]
     lifted, removed = lockdown.hba_without_rejects(locked, ["bad"])
     assert len(removed) == 2 and lockdown.hba_reject_lines("worse")[0] in lifted
 
