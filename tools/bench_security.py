@@ -7,7 +7,7 @@ Prints figures, asserts nothing. Run by `make bench` (tools/bench.py) or alone:
 On its own queue lab behind PgBouncer (ports DBOPS_BENCH_PORT_BASE + 170, default 5970: a primary
 on 5991, a standby on 5992, PgBouncer on 6970; stopped at the end), per run:
 
-* a suspect role holds a session on each server and one through PgBouncer; an application client
+* a suspect role holds a session on each server and a silent one through PgBouncer; an application client
   sends SELECT 1 through PgBouncer every 50 ms (its errors are counted);
 * incident_security_breach.yml starts; a watcher polls every 0.1 s, as the lab's superuser, the
   suspect's sessions on both servers and its PgBouncer clients, and tries a suspect login on each
@@ -77,15 +77,17 @@ def suspect_login(port: int) -> bool:
 
 
 class Holder(threading.Thread):
-    """A suspect session: SELECT 1 every 0.2 s until its connection is ended."""
+    """A suspect session: SELECT 1 every 0.2 s until its connection is ended; or, with quiet, silent
+    (through PgBouncer: a client with no server connection, which only the runbook's drop ends)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, quiet: bool = False) -> None:
         super().__init__(daemon=True)
         self.conn = lablib.connect(port, SUSPECT, SUSPECT_PASSWORD, dbname=DATABASE)
+        self.quiet = quiet
 
     def run(self) -> None:
         try:
-            while True:
+            while not self.quiet:
                 with self.conn.cursor() as cursor:
                     cursor.execute("SELECT 1")
                 time.sleep(0.2)
@@ -144,7 +146,7 @@ def run_playbook(lab, incident_dir: Path, incident_id: str, **extra):
 
 def one_run(lab, incident_dir: Path, number: int) -> dict:
     servers = lab.tier("queue")
-    holders = [Holder(port) for port in [server.port for server in servers] + [lab.pgbouncer_port]]
+    holders = [Holder(server.port) for server in servers] + [Holder(lab.pgbouncer_port, quiet=True)]
     for holder in holders:
         holder.start()
     application = Application(lab)

@@ -38,6 +38,12 @@ def hold(port, database, user, seconds):
         pass
 
 
+def idle(port, database, user, seconds):
+    conn = connect(port, database, user)
+    time.sleep(float(seconds))
+    conn.close()
+
+
 def work(port, database, user, seconds, path):
     queries, errors = 0, []
     conn = connect(port, database, user)
@@ -69,4 +75,4 @@ def login(port, database, user):
 
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    {"hold": hold, "work": work, "login": login}[mode](*args)
+    {"hold": hold, "idle": idle, "work": work, "login": login}[mode](*args)
