@@ -61,6 +61,8 @@ missing_packages() {
     python_venv_ok || missing+=(python3 python3-venv)
     command -v make >/dev/null || missing+=(make)
     command -v shellcheck >/dev/null || missing+=(shellcheck)
+    # ss -K: the security breach runbook drops one PgBouncer 1.18 client by its TCP connection.
+    command -v ss >/dev/null || missing+=(iproute2)
     if ((${#missing[@]})); then
         printf '%s\n' "${missing[@]}"
     fi

@@ -56,6 +56,7 @@ READ_ONLY_MODULES = frozenset(
         "penguinmails.dbops." + name
         for name in (
             "dbops_audit_verify",
+            "dbops_evidence",
             "dbops_incident",
             "dbops_lock",
             "dbops_notify",
@@ -66,6 +67,7 @@ READ_ONLY_MODULES = frozenset(
             "pg_node_info",
             "pg_pool_plan",
             "pg_query_check",
+            "pg_security_facts",
             "pgbouncer_pools",
             "posthog_alerts",
         )

@@ -12,9 +12,19 @@ of a client that is gone change nothing.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import time
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.files import (
+    ensure_private_directory,
+    read_text,
+    write_atomically,
+)
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
     AdminConsole,
     check_setting,
@@ -82,6 +92,8 @@ class ConsoleAdmin:
             "pool_before": {},
             "pool_after": {},
             "restart_required": [],
+            "clients_before": [],
+            "clients_left": [],
         }
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -251,6 +263,81 @@ class ConsoleAdmin:
         if any(str(row.get("ptr")) == client or str(row.get("id")) == client for row in console.show("CLIENTS")):
             self.act(console, text, lambda: console.kill_client(client, self.version))
 
+    # -- locking users out (the security breach runbook) ----------------------------------------
+
+    def auth_file_path(self, console: AdminConsole) -> Optional[str]:
+        return self.options.get("auth_file") or console.config().get("auth_file") or None
+
+    def lock_out(self, console: AdminConsole) -> None:
+        """Keep lock_out_users out (their auth_file lines removed, RELOAD) and drop their clients."""
+        users = list(self.options.get("lock_out_users") or [])
+        path = self.auth_file_path(console)
+        state_file = self.options["lock_out_state_file"]
+        if path:
+            text = read_ini_text(path)
+            if text is None:
+                raise self.fail("no PgBouncer auth_file at %s on this host" % path)
+            new_text, removed = lockdown.auth_file_without(text, users)
+            if removed:
+                state = json.loads(read_text(state_file) or "{}")
+                kept = state.get("auth_lines", [])
+                state.update(auth_file=path, auth_lines=kept + [line for line in removed if line not in kept])
+                self.act(console, "removed the auth_file lines of %s from %s" % (", ".join(users), path), lambda: None)
+                if not self.check_mode:
+                    ensure_private_directory(os.path.dirname(state_file))
+                    write_atomically(state_file, json.dumps(state, indent=1) + "\n")
+                    replace_ini_text(path, new_text)
+                self.act(console, "RELOAD", lambda: console.command("RELOAD"))
+        self.drop_clients(console, users)
+
+    def drop_clients(self, console: AdminConsole, users: List[str]) -> None:
+        clients = lockdown.clients_of(console.show("CLIENTS"), users)
+        self.result["clients_before"] = clients
+        for client in clients:
+            method = lockdown.client_drop_method(self.version, client)
+            if method == "kill_client":
+                client_id = str(client.get("id") or client.get("ptr"))
+                self.act(
+                    console,
+                    kill_client_command(client_id, self.version),
+                    lambda c=client_id: console.kill_client(c, self.version),
+                )
+            elif method == "socket_destroy":
+                argv = lockdown.socket_destroy_argv(client)
+                self.act(
+                    console,
+                    " ".join(argv),
+                    lambda a=argv: subprocess.run(a, check=True, capture_output=True, timeout=10),
+                )
+        if clients and not self.check_mode:
+            self.result["clients_left"] = self.wait_clients_gone(console, users)
+
+    def wait_clients_gone(self, console: AdminConsole, users: List[str]) -> List[Dict[str, Any]]:
+        deadline = time.monotonic() + float(self.options.get("query_timeout") or 5)
+        while True:
+            left = lockdown.clients_of(console.show("CLIENTS"), users)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
+
+    def lift_lock_out(self, console: AdminConsole) -> None:
+        """Put the remembered auth_file lines back, RELOAD, forget them."""
+        state_file = self.options["lock_out_state_file"]
+        state = json.loads(read_text(state_file) or "{}")
+        if not state:
+            return
+        path = state["auth_file"]
+        text = read_ini_text(path)
+        if text is None:
+            raise self.fail("no PgBouncer auth_file at %s on this host" % path)
+        new_text, added = lockdown.auth_file_with(text, state.get("auth_lines", []))
+        if added:
+            self.act(console, "put %d auth_file line(s) back into %s" % (len(added), path), lambda: None)
+            if not self.check_mode:
+                replace_ini_text(path, new_text)
+            self.act(console, "RELOAD", lambda: console.command("RELOAD"))
+        self.act(console, "removed the lock-out state %s" % state_file, lambda: os.unlink(state_file))
+
     # -- the run --------------------------------------------------------------------------------
 
     def look(self, console: AdminConsole) -> None:
@@ -280,6 +367,10 @@ class ConsoleAdmin:
             with AdminConsole(console_params) as console:
                 self.look(console)
                 self.change_settings(console)
+                if self.options.get("lock_out_users") and self.options.get("lock_out_state") == "absent":
+                    self.lift_lock_out(console)
+                elif self.options.get("lock_out_users"):
+                    self.lock_out(console)
                 if verb == "KILL_CLIENT":
                     self.kill_client(console)
                 elif verb:

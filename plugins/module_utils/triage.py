@@ -21,6 +21,7 @@ docs/triage.md explains each rule and why.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -47,9 +48,10 @@ PLAYBOOKS = {
     POOL: "playbooks/incident_pool_exhaustion.yml",
     PERF: "playbooks/incident_performance.yml",
     DATA: "playbooks/incident_data_integrity.yml",
+    SECURITY: "playbooks/incident_security_breach.yml",
 }
 RUNBOOK_AVAILABLE, RUNBOOK_PLANNED = "available", "planned"
-# The seed's response steps, for a type whose runbook playbook is planned but not built yet.
+# The seed's response steps, for a type a site has no playbook for (``playbooks: {type: ''}``).
 MANUAL_STEPS = {
     DATA: "identify the scope, quarantine the affected data, begin recovery procedures",
     PERF: "check the queries, optimize indexes, scale resources",
@@ -552,9 +554,12 @@ def build_incident(
     if len(ranked) > EVIDENCE_IN_HEADLINE:
         headline += " (and %d more)" % (len(ranked) - EVIDENCE_IN_HEADLINE)
     incident_id = incident_id_for(id_base, tier, incident_type)
-    extra_vars = {"incident_tier": tier}
+    extra_vars: Dict[str, Any] = {"incident_tier": tier}
     if incident_id:
         extra_vars["incident_id"] = incident_id
+    suspects = suspect_roles(incident_type, items)
+    if suspects:
+        extra_vars["security_suspect_roles"] = suspects
     return {
         "tier": tier,
         "type": incident_type,
@@ -562,7 +567,7 @@ def build_incident(
         "severity": severity,
         "response_target_minutes": chosen["type"]["response_target_minutes"],
         "severity_response_minutes": chosen["severity_policy"].get("response_minutes"),
-        **runbook_for(incident_type, playbooks, tier, incident_id),
+        **runbook_for(incident_type, playbooks, tier, incident_id, suspects),
         "extra_vars": extra_vars,
         "incident_id": incident_id,
         "headline": headline,
@@ -570,8 +575,21 @@ def build_incident(
     }
 
 
+def suspect_roles(incident_type: str, items: Sequence[Evidence]) -> List[str]:
+    """The roles a security incident's evidence names, for the security breach playbook (names it would
+    refuse are left for the operator to judge)."""
+    if incident_type != SECURITY:
+        return []
+    users = {str(item["user"]) for item in items if item.get("user") and item.get("user") != "?"}
+    return sorted(user for user in users if re.match(r"^[A-Za-z0-9_.$-]{1,63}$", user))
+
+
 def runbook_for(
-    incident_type: str, playbooks: Mapping[str, str], tier: str, incident_id: Optional[str]
+    incident_type: str,
+    playbooks: Mapping[str, str],
+    tier: str,
+    incident_id: Optional[str],
+    suspects: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """The playbook that handles the type (or null while its runbook is planned) and the next step in words."""
     playbook = playbooks.get(incident_type) or None
@@ -585,6 +603,8 @@ def runbook_for(
     run = "%s -e incident_tier=%s" % (playbook, tier)
     if incident_id:
         run += " -e incident_id=%s" % incident_id
+    if suspects:
+        run += " -e '%s'" % json.dumps({"security_suspect_roles": list(suspects)})
     return {"playbook": playbook, "runbook_status": RUNBOOK_AVAILABLE, "next_step": "run %s" % run}
 
 

@@ -13,10 +13,9 @@ description:
     M(penguinmails.dbops.pgbouncer_pools) per PgBouncer host, of M(penguinmails.dbops.posthog_alerts)
     and of the admin panel status check (M(ansible.builtin.uri)), and says per tier which incident
     types they show, how severe each one is, its response target and which playbook handles it.
-  - Only playbooks that exist are named. This collection ships C(playbooks/incident_db_outage.yml);
-    the runbooks of the other types are planned, so their incidents have no playbook
-    (C(runbook_status=planned)) and their next step is the seed's procedure, by hand, unless
-    O(playbooks) names one of the site's own.
+  - Only playbooks that exist are named. This collection ships a playbook for each of the five
+    incident types. A type that O(playbooks) maps to an empty string has no playbook
+    (C(runbook_status=planned)) and its next step is the seed's procedure, by hand.
   - Discovers each tier's live primary from the servers' answers, never from the inventory. A tier
     without exactly one reachable primary is a C(db_outage) (none, or split brain).
   - Findings become evidence through a fixed rule table (see docs/triage.md). PgBouncer waiting
@@ -109,7 +108,7 @@ options:
     description:
       - Playbook (or AWX job template name) per incident type, over the built-in
         C(db_outage=playbooks/incident_db_outage.yml). A type named here has its runbook
-        C(available); a type neither here nor built in has its runbook C(planned) and no playbook.
+        C(available); a type mapped to an empty string here has its runbook C(planned) and no playbook.
     type: dict
     default: {}
   incident_id_base:

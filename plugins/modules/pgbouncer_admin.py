@@ -56,6 +56,29 @@ options:
   ini_path:
     description: PgBouncer's ini file, on the host the module runs on.
     type: path
+  lock_out_users:
+    description:
+      - Users to keep out of PgBouncer (the security breach runbook). Their lines are removed from the
+        C(auth_file) (O(auth_file), else the one C(SHOW CONFIG) names) and remembered in
+        O(lock_out_state_file), then C(RELOAD); their clients are dropped. With C(auth_query) and no
+        C(auth_file), the server's C(NOLOGIN) and C(pg_hba.conf) reject keep them out.
+      - A client is dropped with C(KILL_CLIENT) on PgBouncer 1.24 and later. Older releases have no
+        command that drops one client (C(KILL) drops every client of the database), so its TCP
+        connection is closed at PgBouncer's end (C(ss -K), one connection, needs root on the PgBouncer
+        host); a Unix-socket client of an older PgBouncer is left and reported in RV(clients_left).
+    type: list
+    elements: str
+  lock_out_state:
+    description: V(present) locks O(lock_out_users) out; V(absent) puts the remembered lines back.
+    type: str
+    default: present
+    choices: [present, absent]
+  lock_out_state_file:
+    description: Where the removed C(auth_file) lines are kept for the lift (mode 0600, directory 0700).
+    type: path
+  auth_file:
+    description: PgBouncer's C(auth_file) on this host, when it is not the one C(SHOW CONFIG) names.
+    type: path
 attributes:
   check_mode:
     support: full
@@ -117,6 +140,16 @@ pool_after:
   returned: always
   type: dict
   sample: {"pool_size": "20"}
+clients_before:
+  description: With O(lock_out_users), their clients found (user, database, state, addresses, id).
+  returned: always
+  type: list
+  elements: dict
+clients_left:
+  description: Their clients still connected after the drop.
+  returned: always
+  type: list
+  elements: dict
 restart_required:
   description: Settings written to the ini file that PgBouncer takes only at a restart.
   returned: always
@@ -127,6 +160,7 @@ restart_required:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
+from ansible_collections.penguinmails.dbops.plugins.module_utils.lockdown import role_name_problem
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import admin_params, pgbouncer_argument_spec
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer_admin import COMMANDS, ConsoleAdmin
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import connection_params, ensure_psycopg2
@@ -141,12 +175,21 @@ def main() -> None:
         settings={"type": "dict", "default": {}},
         pool_settings={"type": "dict", "default": {}},
         ini_path={"type": "path"},
+        lock_out_users={"type": "list", "elements": "str"},
+        lock_out_state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+        lock_out_state_file={"type": "path"},
+        auth_file={"type": "path"},
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
         required_if=[("command", "KILL_CLIENT", ("client",)), ("command", "KILL", ("database",))],
+        required_by={"lock_out_users": ("lock_out_state_file",)},
     )
+    for user in module.params["lock_out_users"] or []:
+        problem = role_name_problem(user)
+        if problem:
+            module.fail_json(msg=problem)
     if module.params["pool_settings"] and not (module.params["database"] and module.params["ini_path"]):
         module.fail_json(msg="pool_settings needs database and ini_path (PgBouncer reads pool settings from its ini)")
     ensure_psycopg2(module)

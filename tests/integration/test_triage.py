@@ -380,16 +380,18 @@ def test_four_kinds_of_trouble_one_incident_per_tier_and_type(triage_lab):
     assert result.triage["by_type"]["pool_exhaustion"]["incident_id"] == "%s-content-pool_exhaustion" % base
 
     # one readable summary per tier: what, severity, response target, the playbook to run (or, while its
-    # runbook is planned, the steps by hand: never a playbook that does not exist)
+    # runbook is planned, the steps by hand: never a playbook that does not exist); the security breach
+    # playbook is fed the role its evidence names
     assert "oltp: 3 incident(s) (primary oltp-1, 1 standby(s) answering)." in result.output
     assert (
         "SECURITY_BREACH - severity critical, respond within 5 min: oltp-1: 1 superuser session(s) of %s" % INTRUDER
         in (result.output)
     )
     assert (
-        "no playbook yet (runbook planned); respond by hand: contain, investigate, document, notify stakeholders"
-        in (result.output)
+        "run playbooks/incident_security_breach.yml -e incident_tier=oltp -e incident_id=%s-oltp-security_breach" % base
+        in result.output
     )
+    assert result.triage["by_type"]["security_breach"]["security_suspect_roles"] == [INTRUDER]
     assert "DATA_INTEGRITY - severity high, respond within 15 min: oltp-1: database penguinmails_oltp: 1 invalid" in (
         result.output
     )

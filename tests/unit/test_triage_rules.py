@@ -20,6 +20,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.triage import (
     finding_type,
     runbook_for,
     severity_of,
+    suspect_roles,
     triage,
 )
 
@@ -277,8 +278,13 @@ def test_security_rules(logins, cidrs, expected, reason):
         [incident] = tier["incidents"]
         assert reason in incident["headline"]
         assert (incident["severity"], incident["response_target_minutes"]) == ("critical", 5)
-        # no security playbook is built yet: named as planned, never as a file that does not exist
-        assert (incident["playbook"], incident["runbook_status"]) == (None, "planned")
+        # the security breach playbook, fed the role the evidence names
+        assert (incident["playbook"], incident["runbook_status"]) == (
+            "playbooks/incident_security_breach.yml",
+            "available",
+        )
+        user = logins[0]["user"]
+        assert incident["extra_vars"]["security_suspect_roles"] == [user]
 
 
 def test_expected_superusers_default_is_postgres_only():
@@ -526,6 +532,7 @@ def test_only_playbooks_that_exist_are_recommended():
         POOL: "playbooks/incident_pool_exhaustion.yml",
         PERF: "playbooks/incident_performance.yml",
         DATA: "playbooks/incident_data_integrity.yml",
+        SECURITY: "playbooks/incident_security_breach.yml",
     }
     for playbook in PLAYBOOKS.values():
         assert (repo / playbook).is_file(), playbook
@@ -538,10 +545,13 @@ def test_only_playbooks_that_exist_are_recommended():
     ("incident_type", "steps"),
     [
         (SECURITY, "contain, investigate, document, notify stakeholders (Security Team, Legal)"),
+        (DATA, "identify the scope, quarantine the affected data, begin recovery procedures"),
+        ("replication_lag", "follow the site's procedure"),
     ],
 )
-def test_a_type_without_a_playbook_is_named_with_its_runbook_planned(incident_type, steps):
-    planned = runbook_for(incident_type, PLAYBOOKS, "oltp", "T1-oltp-%s" % incident_type)
+def test_a_type_the_site_has_no_playbook_for_is_handled_by_hand(incident_type, steps):
+    playbooks = dict(PLAYBOOKS, **{incident_type: ""})
+    planned = runbook_for(incident_type, playbooks, "oltp", "T1-oltp-%s" % incident_type)
     assert planned == {
         "playbook": None,
         "runbook_status": "planned",
@@ -569,11 +579,32 @@ def test_the_performance_runbook_is_available():
 
 
 def test_a_site_playbook_makes_a_planned_runbook_available():
-    available = runbook_for(SECURITY, {SECURITY: "AWX: lockdown"}, "oltp", None)
+    available = runbook_for(DATA, {DATA: "AWX: quarantine"}, "oltp", None)
     assert available == {
-        "playbook": "AWX: lockdown",
+        "playbook": "AWX: quarantine",
         "runbook_status": "available",
-        "next_step": "run AWX: lockdown -e incident_tier=oltp",
+        "next_step": "run AWX: quarantine -e incident_tier=oltp",
+    }
+
+
+def test_the_security_breach_runbook_is_fed_the_suspect_roles():
+    items = [
+        {"user": "intruder", "source": "postgres"},
+        {"user": "intruder", "source": "postgres"},
+        {"user": "other", "source": "postgres"},
+        {"user": "bad'name", "source": "postgres"},
+        {"user": None, "source": "postgres"},
+    ]
+    suspects = suspect_roles(SECURITY, items)
+    assert suspects == ["intruder", "other"]
+    assert suspect_roles(PERF, items) == []
+    available = runbook_for(SECURITY, PLAYBOOKS, "oltp", "T1-oltp-security_breach", suspects)
+    assert available == {
+        "playbook": "playbooks/incident_security_breach.yml",
+        "runbook_status": "available",
+        "next_step": "run playbooks/incident_security_breach.yml -e incident_tier=oltp"
+        " -e incident_id=T1-oltp-security_breach"
+        ' -e \'{"security_suspect_roles": ["intruder", "other"]}\'',
     }
 
 
