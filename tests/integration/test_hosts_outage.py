@@ -24,6 +24,7 @@ from appwriter import AppWriter
 
 OUTAGE = lablib.REPO_ROOT / "playbooks" / "incident_db_outage.yml"
 REJOIN = lablib.REPO_ROOT / "playbooks" / "rejoin_old_primary.yml"
+FENCE = Path(__file__).resolve().parent / "hosts_fence.yml"
 NETWORK = ipaddress.ip_network(labhosts.NETWORK)
 
 
@@ -149,11 +150,45 @@ def test_rejoin_over_ssh_rewinds_the_old_primary(hosts_lab):
     assert "oltp-1: rewind, now streaming from %s" % new.name in run.stdout
     assert labhosts.role(old) == "standby"
     assert lablib.wait_until(lambda: labhosts.upstream(old) == "%s:5432" % new.address, 30), labhosts.upstream(old)
-    again = hosts_lab.run(REJOIN, rejoin_host=old.name)
-    assert again.rc == 0 and again.changed == 0, again.stdout[-3000:]
     healthy = hosts_lab.run()
     assert healthy.rc == 0 and decision_of(healthy) == "healthy", healthy.stdout[-3000:]
     assert healthy.changed == 0
+
+
+def test_primary_isolated_from_everyone_is_replaced_and_split_brain_refused_after_healing(hosts_lab):
+    """Nobody hears the primary past failover_upstream_silence_s: it cannot be fenced over SSH, and
+    the documented rule promotes anyway and records it unfenced. When its link comes back it is a
+    second primary: the next run refuses (split brain) until it is fenced and rejoined."""
+    old = labhosts.primary()
+    labhosts.isolate(old)
+    try:
+        assert labhosts.connect_outcome(old.address, 5432, timeout=3) != "connected"
+        time.sleep(4)  # past failover_upstream_silence_s=3: no standby heard from it
+        run = hosts_lab.run(failover_upstream_silence_s=3)
+        assert run.rc == 0, run.stdout[-4000:]
+        assert decision_of(run) == "failover"
+        assert "%s is down" % old.name in run.stdout
+        assert "not fenced: %s" % old.name in latest_report(hosts_lab)
+        new = labhosts.primary()
+        assert new.name != old.name
+        other = next(host for host in labhosts.POSTGRES_HOSTS if host not in (old, new))
+        assert labhosts.upstream(other) == "%s:5432" % new.address
+        assert "host=%s port=5432" % new.address in labhosts.pgbouncer_entry()
+    finally:
+        labhosts.heal()
+    assert sorted(roles().values()).count("primary") == 2
+    refused = hosts_lab.run()
+    assert refused.rc != 0 and decision_of(refused) == "split_brain"
+    fence = lablib.run_playbook(labhosts.INVENTORY, FENCE, {"fence_host": old.name}, timeout=120)
+    assert fence.rc == 0, fence.stdout[-3000:]
+    rejoined = hosts_lab.run(REJOIN, rejoin_host=old.name)
+    assert rejoined.rc == 0, rejoined.stdout[-4000:]
+    assert labhosts.upstream(old) == "%s:5432" % new.address
+
+
+def latest_report(hosts_lab) -> str:
+    reports = sorted(hosts_lab.incident_dir.glob("*/report.md"), key=lambda path: path.stat().st_mtime)
+    return reports[-1].read_text()
 
 
 def test_lab_down_leaves_nothing_even_after_a_failed_up(hosts_lab, monkeypatch):
