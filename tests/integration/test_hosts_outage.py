@@ -13,7 +13,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,10 +49,10 @@ class HostsRun:
     def __init__(self, incident_dir: Path) -> None:
         self.incident_dir = incident_dir
 
-    def run(self, playbook=OUTAGE, **extra):
+    def run(self, playbook=OUTAGE, inventory=labhosts.INVENTORY, **extra):
         extra.setdefault("incident_tier", "oltp")
         extra.setdefault("dbops_incident_dir", str(self.incident_dir))
-        return lablib.run_playbook(labhosts.INVENTORY, playbook, extra, timeout=300)
+        return lablib.run_playbook(inventory, playbook, extra, timeout=600)
 
 
 def decision_of(run) -> str:
@@ -85,9 +88,37 @@ def test_every_server_on_its_own_address_behind_the_blackhole(hosts_lab):
     assert "host=198.18.0.11 port=5432" in labhosts.pgbouncer_entry()
     # The controller reaches each host over SSH as the unprivileged ops user, root only through sudo.
     done = subprocess.run(
-        labhosts.ssh_argv(labhosts.host("oltp-2"), ["id -un; sudo -n id -un"]), capture_output=True, text=True
+        labhosts.ssh_argv(labhosts.host("oltp-2"), ["id -un; sudo -n id -un"]),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.stdout.split() == [labhosts.OPS_USER, "root"], done.stderr
+
+
+def test_a_hung_host_answers_no_ssh_and_a_cut_standby_stops_streaming(hosts_lab):
+    standby = labhosts.host("oltp-3")
+    primary = labhosts.host("oltp-1")
+    stopped = labhosts.hang_host(standby)
+    try:
+        ssh = subprocess.run(
+            labhosts.ssh_argv(standby, ["true"], connect_timeout=3),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ssh.returncode == 255, ssh.stderr
+    finally:
+        labhosts.thaw(standby)
+    assert not [pid for pid in stopped if lablib.process_state(pid) == "T"]
+    labhosts.cut(standby)
+    try:
+        assert labhosts.connect_outcome(standby.address, 5432, timeout=3) != "connected"
+        assert lablib.wait_until(lambda: labhosts.streaming_standbys(primary) == ["oltp_2"], 30)
+    finally:
+        labhosts.heal()
+    assert lablib.wait_until(lambda: labhosts.streaming_standbys(primary) == ["oltp_2", "oltp_3"], 60)
 
 
 def test_controller_cut_from_a_primary_its_standbys_reach_is_refused(hosts_lab):
@@ -112,17 +143,46 @@ def test_controller_cut_from_a_primary_its_standbys_reach_is_refused(hosts_lab):
     assert not (primary.data_dir / "standby.signal").exists()
 
 
-def test_hung_primary_is_fenced_over_ssh_and_no_acknowledged_write_is_lost(hosts_lab):
+def test_hung_primary_is_fenced_over_ssh_once_by_two_controllers_and_no_acknowledged_write_is_lost(hosts_lab, tmp_path):
+    """Two controllers at once (their own inventory copy, incident records and SSH connections, as
+    two AWX jobs in two containers) meet at the run lock on pgbouncer-1 over SSH: one promotes."""
     old = labhosts.host("oltp-1")
+    timeline_before = timeline(old)
+    second = tmp_path / "second-controller"
+    # Short: ssh adds 17 characters to a ControlPath while it sets a master up (socket paths <= 107).
+    control_dir = Path(tempfile.mkdtemp(prefix="dbops-cp-"))
+    shutil.copytree(labhosts.INVENTORY, second / "inventory")
     writer = AppWriter(labhosts.LabView())
     writer.start()
     time.sleep(1.0)
     frozen = labhosts.hang_postgres(old)
     writer.fault_injected(time.monotonic())
-    run = hosts_lab.run()
-    writer.stop_after_recovery(timeout=30)
-    assert run.rc == 0, run.stdout[-4000:]
-    assert decision_of(run) == "failover"
+    runs = []
+    controllers = [
+        threading.Thread(target=lambda: runs.append(hosts_lab.run(failover_lock_wait_s=600))),
+        threading.Thread(
+            target=lambda: runs.append(
+                hosts_lab.run(
+                    inventory=second / "inventory",
+                    dbops_incident_dir=str(second / "incidents"),
+                    ansible_control_path_dir=str(control_dir),
+                    failover_lock_wait_s=600,
+                )
+            )
+        ),
+    ]
+    try:
+        for controller in controllers:
+            controller.start()
+        for controller in controllers:
+            controller.join()
+        writer.stop_after_recovery(timeout=30)
+    finally:
+        close_masters(control_dir)
+        shutil.rmtree(control_dir, ignore_errors=True)
+    assert [run.rc for run in runs] == [0, 0], [run.stdout[-3000:] for run in runs]
+    assert sorted(decision_of(run) for run in runs) == ["failover", "healthy"]
+    run = next(run for run in runs if decision_of(run) == "failover")
     assert "oltp-1 is down (timeout)" in run.stdout
     # pg_fence ran on oltp-1's host over SSH, with sudo: every stopped process is gone.
     assert "-> oltp-1(198.18.0.11)" in run.stdout
@@ -130,6 +190,7 @@ def test_hung_primary_is_fenced_over_ssh_and_no_acknowledged_write_is_lost(hosts
     assert (old.data_dir / "standby.signal").exists()
     new = labhosts.primary()
     assert new.name != old.name
+    assert timeline(new) == timeline_before + 1, "promoted more than once"
     other = next(host for host in labhosts.POSTGRES_HOSTS if host not in (old, new))
     # Host identity: the remaining standby streams from the new primary's address, PgBouncer points there.
     assert labhosts.upstream(other) == "%s:5432" % new.address
@@ -139,6 +200,18 @@ def test_hung_primary_is_fenced_over_ssh_and_no_acknowledged_write_is_lost(hosts
     assert writer.acknowledged, "the writer never got a commit acknowledged"
     assert lost == [], "acknowledged writes lost: %s" % lost
     assert writer.first_success_after is not None
+
+
+def timeline(host) -> int:
+    with labhosts.connect(host) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+        return cursor.fetchone()[0]
+
+
+def close_masters(control_dir: Path) -> None:
+    """The second controller's persistent SSH connections end with its run."""
+    for control in control_dir.iterdir() if control_dir.is_dir() else ():
+        subprocess.run(["ssh", "-o", "ControlPath=%s" % control, "-O", "exit", "lab"], capture_output=True, check=False)
 
 
 def test_rejoin_over_ssh_rewinds_the_old_primary(hosts_lab):
