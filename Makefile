@@ -16,6 +16,9 @@ export PYTHONPATH := $(CURDIR)/$(BUILD)/collections
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(BUILD)/collections
 
 LAB_INVENTORY ?= inventories/lab
+# LAB=hosts: the production-shaped topology (tests/labhosts.py, inventories/lab-hosts, docs/lab.md):
+# every server in its own network namespace on its own 198.18.0.x address, reached over SSH. Root only.
+LAB ?=
 PYTEST_ARGS ?=
 TEST_GATES ?= ruff ansible-lint sanity unit integration molecule
 
@@ -25,7 +28,7 @@ TEST_GATES ?= ruff ansible-lint sanity unit integration molecule
 help:
 	@echo "make rehearse   bring up the lab and rehearse against it"
 	@echo "make test       ruff, ansible-lint, sanity, unit, integration, molecule"
-	@echo "make lab-up | lab-down | lab-status | bench | build"
+	@echo "make lab-up | lab-down | lab-status | bench | build   (LAB=hosts: the SSH-reached hosts topology)"
 
 venv: $(VENV)/.installed
 
@@ -70,6 +73,16 @@ molecule: venv link system-packages
 test: venv link
 	@MAKE="$(MAKE)" tools/run-gates.sh $(TEST_GATES)
 
+ifeq ($(LAB),hosts)
+lab-up: venv link system-packages
+	$(BIN)/python tests/labhosts.py up
+
+lab-down: venv link
+	$(BIN)/python tests/labhosts.py down
+
+lab-status: venv link
+	$(BIN)/python tests/labhosts.py status
+else
 lab-up: venv link system-packages
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_state=present
 
@@ -78,6 +91,7 @@ lab-down: venv link
 
 lab-status: venv link
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_status.yml
+endif
 
 # The main job on the built-in lab: bring it up, kill the oltp primary, run the outage
 # playbook, rejoin the old primary, show the lab.

@@ -4,6 +4,9 @@
 #     and its contrib extensions (pg_stat_statements, amcheck)
 #   PgBouncer >= 1.18
 #   python3 with venv support, make, shellcheck (for ansible-test sanity)
+#   for the `hosts` lab topology (make lab-up LAB=hosts): iproute2 (ip netns),
+#     openssh-server (one sshd per lab host), sudo (the ops user's become),
+#     python3-psycopg2 (the lab hosts' Python for modules run over SSH)
 #
 # Quiet and exit 0 when everything is there. Otherwise, as root on Debian/Ubuntu,
 # install the missing packages with apt-get, non-interactively; as anyone else,
@@ -61,8 +64,12 @@ missing_packages() {
     python_venv_ok || missing+=(python3 python3-venv)
     command -v make >/dev/null || missing+=(make)
     command -v shellcheck >/dev/null || missing+=(shellcheck)
-    # ss -K: the security breach runbook drops one PgBouncer 1.18 client by its TCP connection.
-    command -v ss >/dev/null || missing+=(iproute2)
+    # ip: the hosts lab's namespaces; ss -K: the security breach runbook drops one PgBouncer 1.18
+    # client by its TCP connection. Both come with iproute2.
+    { PATH=$PATH:/usr/sbin:/sbin command -v ip && command -v ss; } >/dev/null || missing+=(iproute2)
+    [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+    command -v sudo >/dev/null || missing+=(sudo)
+    /usr/bin/python3 -c 'import psycopg2' 2>/dev/null || missing+=(python3-psycopg2)
     if ((${#missing[@]})); then
         printf '%s\n' "${missing[@]}"
     fi
