@@ -4,6 +4,7 @@
 #     and its contrib extensions (pg_stat_statements, amcheck)
 #   PgBouncer >= 1.18
 #   python3 with venv support, make, shellcheck (for ansible-test sanity)
+#   a Java 17+ runtime (ansible-rulebook's Drools engine, for the EDA rulebook tests)
 #
 # Quiet and exit 0 when everything is there. Otherwise, as root on Debian/Ubuntu,
 # install the missing packages with apt-get, non-interactively; as anyone else,
@@ -54,6 +55,14 @@ python_venv_ok() {
     command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null
 }
 
+# ansible-rulebook runs its rules in Drools through jpy: a JVM of version 17 or later.
+java_ok() {
+    local version
+    command -v java >/dev/null || return 1
+    version=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+    [[ -n $version ]] && ((version >= 17))
+}
+
 missing_packages() {
     local missing=()
     postgres_bin_dir >/dev/null || missing+=(postgresql postgresql-contrib)
@@ -61,6 +70,7 @@ missing_packages() {
     python_venv_ok || missing+=(python3 python3-venv)
     command -v make >/dev/null || missing+=(make)
     command -v shellcheck >/dev/null || missing+=(shellcheck)
+    java_ok || missing+=(default-jre-headless)
     if ((${#missing[@]})); then
         printf '%s\n' "${missing[@]}"
     fi
