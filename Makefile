@@ -42,9 +42,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 system-packages:
 	@tools/install-system-packages.sh
 
+# The collection under test, and awx.awx (for playbooks/controller_setup.yml) beside it.
 link:
 	@mkdir -p $(dir $(COLLECTION_LINK))
 	@ln -sfn $(CURDIR) $(COLLECTION_LINK)
+	@PYTHON=$(BIN)/python tools/install-awx-collection.sh $(BUILD)/collections
 
 ruff: venv
 	$(BIN)/ruff check .

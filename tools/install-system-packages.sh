@@ -7,6 +7,7 @@
 #   for the `hosts` lab topology (make lab-up LAB=hosts): iproute2 (ip netns),
 #     openssh-server (one sshd per lab host), sudo (the ops user's become),
 #     python3-psycopg2 (the lab hosts' Python for modules run over SSH)
+#   a Java 17+ runtime (ansible-rulebook's Drools engine, for the EDA rulebook tests)
 #
 # Quiet and exit 0 when everything is there. Otherwise, as root on Debian/Ubuntu,
 # install the missing packages with apt-get, non-interactively; as anyone else,
@@ -57,6 +58,14 @@ python_venv_ok() {
     command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null
 }
 
+# ansible-rulebook runs its rules in Drools through jpy: a JVM of version 17 or later.
+java_ok() {
+    local version
+    command -v java >/dev/null || return 1
+    version=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+    [[ -n $version ]] && ((version >= 17))
+}
+
 missing_packages() {
     local missing=()
     postgres_bin_dir >/dev/null || missing+=(postgresql postgresql-contrib)
@@ -70,6 +79,7 @@ missing_packages() {
     [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
     command -v sudo >/dev/null || missing+=(sudo)
     /usr/bin/python3 -c 'import psycopg2' 2>/dev/null || missing+=(python3-psycopg2)
+    java_ok || missing+=(default-jre-headless)
     if ((${#missing[@]})); then
         printf '%s\n' "${missing[@]}"
     fi

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 def performance_verdict(before, window_start, window_end, target_ms=0):
     """pg_query_check results (before the run, window start, window end) -> the verdict with before/after."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.inputs import as_number
     from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import performance_verdict as verdict
 
     if not window_end or window_end.get("skipped"):
         return {}
-    target = float(target_ms) if target_ms else None
+    target = as_number(target_ms) or None
     return verdict(dict(before or {}), dict(window_start or {}), dict(window_end or {}), target)
 
 
@@ -39,9 +40,10 @@ def performance_input_problems(
     pool_size_max=None,
 ):
     """The runbook's inputs beyond their types -> one line per problem."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.inputs import as_bool
     from ansible_collections.penguinmails.dbops.plugins.module_utils.performance import input_problems
 
-    revert_without_incident = bool(revert) and not str(incident_id or "").strip()
+    revert_without_incident = as_bool(revert) and not str(incident_id or "").strip()
     return input_problems(
         approved,
         target_ms,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.penguinmails.dbops.plugins.module_utils.inputs import as_bool
 
 
 def member_of(name, host_vars):
@@ -16,8 +17,18 @@ def member_of(name, host_vars):
         "name": name,
         "login_host": host_vars.get("ansible_host") or name,
         "login_port": int(port),
-        "failover_candidate": bool(host_vars.get("failover_candidate", True)),
+        "failover_candidate": eligible(host_vars.get("failover_candidate", True)),
     }
+
+
+def eligible(value):
+    """A host's failover_candidate: a boolean (or its spelling as a string) says whether the host may
+    be promoted. The run's choice of candidate has the same name (-e failover_candidate=oltp-2, or ""
+    from an AWX survey left blank) and, being an extra variable, shows in every host's vars: a host
+    name or an empty string is that choice, not this host's eligibility."""
+    if isinstance(value, str) and value.strip() == "":
+        return True
+    return as_bool(value, otherwise=True)
 
 
 def tier_members(host_names, hostvars):

@@ -42,6 +42,34 @@ def _group_problem(name: str, value: Any, groups: Mapping[str, Sequence[str]]) -
     )
 
 
+# Ansible's spellings of a boolean (module_utils.parsing.convert_bool), for values that reach a rule
+# as strings: AWX survey answers ("false"), EDA event fields, an inventory script's output.
+TRUE_WORDS = frozenset(("true", "yes", "on", "1", "y", "t", "1.0"))
+FALSE_WORDS = frozenset(("false", "no", "off", "0", "n", "f", "0.0", ""))
+
+
+def as_bool(value: Any, otherwise: bool = False) -> bool:
+    """A switch's value as a bool whether it came typed (True) or as an AWX survey string ("false");
+    `otherwise` for a string that spells no boolean."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    return otherwise
+
+
+def as_number(value: Any) -> Optional[float]:
+    """A number whether typed (42) or a string ("42"); None when it is none (bools are not numbers)."""
+    return _as_number(value)
+
+
 def _as_number(value: Any):
     if isinstance(value, bool):
         return None

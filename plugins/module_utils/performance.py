@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.indexes import approved_problems
+from ansible_collections.penguinmails.dbops.plugins.module_utils.inputs import as_number
 from ansible_collections.penguinmails.dbops.plugins.module_utils.settings import spec_problems
 
 STATEMENT_PREVIEW_CHARS = 200
@@ -286,6 +287,6 @@ def index_and_target_problems(approved: Any, target_ms: Any, watch: Any, probe: 
         for position, spec in enumerate(approved)
         for problem in approved_problems(spec)
     ]
-    if target_ms and not (str(watch or "").strip() or str(probe or "").strip()):
+    if as_number(target_ms) and not (str(watch or "").strip() or str(probe or "").strip()):
         problems.append("performance_target_ms needs performance_watch or performance_probe to measure against")
     return problems
