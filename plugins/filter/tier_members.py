@@ -25,10 +25,12 @@ def eligible(value):
     """A host's failover_candidate: a boolean (or its spelling as a string) says whether the host may
     be promoted. The run's choice of candidate has the same name (-e failover_candidate=oltp-2, or ""
     from an AWX survey left blank) and, being an extra variable, shows in every host's vars: a host
-    name or an empty string is that choice, not this host's eligibility."""
-    if isinstance(value, str) and value.strip() == "":
-        return True
-    return as_bool(value, otherwise=True)
+    name or an empty value (a blank answer may arrive as null) is that choice, not this host's
+    eligibility."""
+    if isinstance(value, bool):
+        return value
+    text = "" if value is None else str(value).strip()
+    return as_bool(text, otherwise=True) if text else True
 
 
 def tier_members(host_names, hostvars):

@@ -13,6 +13,7 @@ from ansible_collections.penguinmails.dbops.plugins.filter.tier_members import t
         ("no", False),
         ("true", True),
         ("", True),  # an AWX survey's blank candidate question: the run's choice, every host still eligible
+        (None, True),  # a blank answer that arrives as null
         ("oltp-2", True),  # -e failover_candidate=oltp-2 shows in every host's vars
     ],
 )
