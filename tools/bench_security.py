@@ -82,7 +82,16 @@ class Holder(threading.Thread):
 
     def __init__(self, port: int, quiet: bool = False) -> None:
         super().__init__(daemon=True)
-        self.conn = lablib.connect(port, SUSPECT, SUSPECT_PASSWORD, dbname=DATABASE)
+        # A standby replays the role (or the lift's LOGIN) a moment after the primary.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.conn = lablib.connect(port, SUSPECT, SUSPECT_PASSWORD, dbname=DATABASE)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         self.quiet = quiet
 
     def run(self) -> None:
