@@ -28,11 +28,21 @@ LAB_TEST_ROOT = os.environ.get("DBOPS_LAB_TEST_ROOT", "/var/tmp/penguinmails-dbo
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab_teardown: removes the session lab; runs after every other test")
+    config.addinivalue_line(
+        "markers",
+        "after_pause_tests: leaves the session lab's PgBouncer answering a later PAUSE before its queries"
+        " finish (seen on 1.18 after RECONNECT and WAIT_CLOSE); runs after the other tests, before teardown",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    """Keep collection order, but move the tests that remove the session lab to the very end."""
-    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
+    """Keep collection order; move the tests that spoil PAUSE, then those that remove the session lab, to the end."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("lab_teardown") is not None,
+            item.get_closest_marker("after_pause_tests") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")

@@ -91,6 +91,7 @@ def test_set_online_is_idempotent_and_refuses_what_needs_a_restart(lab):
     assert lab.pgbouncer_show("VERSION")
 
 
+@pytest.mark.after_pause_tests
 def test_pause_resume_reconnect_look_first(lab):
     pause = console_args(lab, command="PAUSE", database=DATABASE)
     try:
