@@ -18,9 +18,11 @@ LEAK = {
 }
 YOUNG_LEAK = {"pid": 12, "state": "idle in transaction", "xact_duration_seconds": 5, "usename": "app"}
 RUNAWAY = {"pid": 13, "state": "active", "duration_seconds": 900, "usename": "report"}
-FLOOD = [{"addr": "10.0.0.9", "application_name": "batch"}] * 6 + [{"addr": "10.0.0.2", "application_name": "web"}] * 2
-MIXED = [{"addr": "10.0.0.%d" % n, "application_name": "web"} for n in range(3)] + [
-    {"addr": "10.0.0.%d" % n, "application_name": "api"} for n in range(3, 6)
+FLOOD = [{"addr": "198.18.0.9", "application_name": "batch"}] * 6 + [
+    {"addr": "198.18.0.2", "application_name": "web"}
+] * 2
+MIXED = [{"addr": "198.18.0.%d" % n, "application_name": "web"} for n in range(3)] + [
+    {"addr": "198.18.0.%d" % n, "application_name": "api"} for n in range(3, 6)
 ]
 
 
@@ -103,7 +105,7 @@ def test_pool_raise_stays_within_both_limits(pool, ceiling, capacity, allowed, s
 
 LEAKED = [{"cause": rules.LEAKED}]
 SMALL = [{"cause": rules.UNDERSIZED}]
-FLOODED = [{"cause": rules.FLOOD, "evidence": [{"by": "addr", "value": "10.0.0.9", "clients": 6, "of": 8}]}]
+FLOODED = [{"cause": rules.FLOOD, "evidence": [{"by": "addr", "value": "198.18.0.9", "clients": 6, "of": 8}]}]
 CAN_RAISE = {"allowed": True, "reason": "pool_size 3 -> 8"}
 AT_CEILING = {"allowed": False, "reason": "pool_size 15 is already at its limit"}
 
@@ -138,7 +140,7 @@ def test_escalation_says_why_the_raise_was_refused():
 
 def test_escalation_names_the_flooding_client():
     step = rules.next_rung(FLOODED, [], CAN_RAISE, True, False)
-    assert step["reason"].endswith("addr 10.0.0.9 holds 6 of 8 clients")
+    assert step["reason"].endswith("addr 198.18.0.9 holds 6 of 8 clients")
 
 
 @pytest.mark.parametrize(
