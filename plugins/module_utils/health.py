@@ -401,7 +401,9 @@ def grade_hot_standby_delay(figures: Figures, limits: Dict[str, Any]) -> List[Fi
             )
         )
         lag_seconds = replica.get("replay_lag_seconds")
-        if lag_seconds is not None:
+        # A replica that has replayed everything keeps showing the lag of its last record for a
+        # while (until two idle status replies): history, not a current delay.
+        if lag_seconds is not None and (lag_bytes is None or lag_bytes > 0):
             findings.append(
                 graded(
                     "hot_standby_delay",

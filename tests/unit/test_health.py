@@ -278,6 +278,9 @@ def test_hot_standby_delay_on_a_standby(backlog, since_replay, receiver, paused,
             [CRITICAL, WARNING],
             ["replica s2", "replica s2"],
         ),
+        # caught up: the seconds are the delay its last record had, not a current one
+        ([{"application_name": "s1", "replay_lag_bytes": 0, "replay_lag_seconds": 92.6}], [OK], ["replica s1"]),
+        ([{"application_name": "s1", "replay_lag_bytes": 1, "replay_lag_seconds": 92.6}], [CRITICAL], ["replica s1"]),
     ],
 )
 def test_hot_standby_delay_on_a_primary_per_replica(replicas, statuses, subjects):
