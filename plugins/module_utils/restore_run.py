@@ -273,6 +273,9 @@ class ThrowAway:
     def stop(self) -> None:
         if not self.started:
             return
+        if not os.path.exists(os.path.join(self.data_dir, "postmaster.pid")):
+            self.started = False
+            return
         try:
             self.pg_ctl("-m", "fast", "-w", "-t", "60", "stop", timeout=70)
         except ValueError:
@@ -288,12 +291,26 @@ class ThrowAway:
                 os.unlink(path)
         self.actions.append("remove %s" % self.data_dir)
 
+    def fatal_line(self) -> str:
+        """The server's FATAL line from its log (why it stopped), or ''."""
+        try:
+            with open(self.log_file, errors="replace") as handle:
+                lines = [line.strip() for line in handle if "FATAL:" in line]
+        except OSError:
+            return ""
+        return lines[-1].split("FATAL:", 1)[1].strip() if lines else ""
 
-def wait_promoted(params: ConnectionParams, deadline_s: float, clock: Callable[[], float] = time.monotonic) -> Any:
+
+def wait_promoted(
+    params: ConnectionParams, deadline_s: float, instance: ThrowAway, clock: Callable[[], float] = time.monotonic
+) -> Any:
     """A connection to the restored instance once it has replayed to the target and left recovery."""
     end = clock() + deadline_s
     last = "not tried"
     while clock() < end:
+        fatal = instance.fatal_line()
+        if fatal:
+            raise ValueError("the restored instance stopped: %s" % fatal)
         conn = None
         try:
             conn = connect(params)
@@ -364,6 +381,7 @@ def restore_and_diff(
                 "stop and remove it" if not options.get("keep") else "keep it",
             ),
         ]
+        base["executed_queries"] = ["SELECT pg_current_xact_id()"]
         if options.get("apply"):
             base["actions"].append("would apply the missing and changed rows in one transaction")
         return base
@@ -374,8 +392,12 @@ def restore_and_diff(
     actions: List[str] = []
     restored_conn = None
     kept = bool(options.get("keep"))
+    runner = StatementRunner(False)
     try:
-        # pgbackrest check switches WAL and waits until it is archived: the target's WAL is in the repository.
+        # Recovery to a time stops at the first commit after it: an idle database may have none yet,
+        # so one empty transaction is committed now; pgbackrest check then switches WAL and waits
+        # until it is archived, so the target's WAL is in the repository.
+        runner.run(conn, params, "SELECT pg_current_xact_id()")
         run_command(user, pgbackrest_argv(options, "check"), options["command_timeout_s"], "pgbackrest check")
         actions.append(" ".join(pgbackrest_argv(options, "check")))
         instance.create()
@@ -383,16 +405,17 @@ def restore_and_diff(
         actions.append(" ".join(restore_cmd))
         instance.start()
         restored_params = dataclasses.replace(params, host="127.0.0.1", port=port, unix_socket="")
-        restored_conn = wait_promoted(restored_params, float(options["start_timeout_s"]))
+        restored_conn = wait_promoted(restored_params, float(options["start_timeout_s"]), instance)
         restored = {shape["table"]: read_rows(restored_conn, restored_params, shape) for shape in shapes}
     finally:
         close_quietly(restored_conn)
         if not kept:
-            instance.stop()
-            instance.remove()
+            try:
+                instance.stop()
+            finally:
+                instance.remove()
         actions.extend(instance.actions)
     limit = int(options["row_limit"])
-    runner = StatementRunner(False)
     diffs, applied, after, evidence = [], [], [], []
     live, unreadable = {}, []
     for shape in shapes:
@@ -426,7 +449,7 @@ def restore_and_diff(
             after.append(dict(diff_summary(shape["table"], again), key=shape["key"]))
     return dict(
         base,
-        changed=bool(runner.executed),
+        changed=bool(applied and any(entry["inserted"] or entry["updated"] for entry in applied)),
         differences=diffs,
         rows=evidence,
         applied=applied,
