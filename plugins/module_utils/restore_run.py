@@ -406,6 +406,15 @@ def restore_and_diff(
         instance.start()
         restored_params = dataclasses.replace(params, host="127.0.0.1", port=port, unix_socket="")
         restored_conn = wait_promoted(restored_params, float(options["start_timeout_s"]), instance)
+        for shape in shapes:
+            if (
+                execute(restored_conn, restored_params, "SELECT to_regclass(%s)", [shape["table"]]).fetchone()[0]
+                is None
+            ):
+                raise ValueError(
+                    "%s did not exist at %s (the restored copy has no such table): choose a later restore target"
+                    % (shape["table"], decision["target"])
+                )
         restored = {shape["table"]: read_rows(restored_conn, restored_params, shape) for shape in shapes}
     finally:
         close_quietly(restored_conn)
