@@ -159,7 +159,7 @@ def bench_restore(runs: int, rows: int) -> int:
     }
     try:
         diffs = []
-        for _ in range(runs):
+        for _run in range(runs):
             started = time.perf_counter()
             result = run_module("pg_restore_diff", args, timeout=900)
             diffs.append(time.perf_counter() - started)

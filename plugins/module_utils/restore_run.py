@@ -173,7 +173,7 @@ def read_rows(conn: Any, params: ConnectionParams, shape: Mapping[str, Any]) -> 
 
 
 def table_diff(restored: Mapping[Any, Any], live: Mapping[Any, Any], key: Sequence[str]) -> Dict[str, Any]:
-    return row_diff([row for _, row in restored.values()], [row for _, row in live.values()], key)
+    return row_diff([pair[1] for pair in restored.values()], [pair[1] for pair in live.values()], key)
 
 
 def upsert_statement(shape: Mapping[str, Any]) -> Any:
@@ -236,8 +236,12 @@ def prepared_root(root: str, user: OsUser) -> None:
         info = os.fstat(descriptor)
     finally:
         os.close(descriptor)
-    if info.st_uid not in (0, user.uid) or info.st_mode & stat.S_IWOTH:
-        raise ValueError("restore_root %s must belong to root or %s and not be writable by others" % (root, user.name))
+    traversable = info.st_uid == user.uid or info.st_mode & stat.S_IXOTH
+    if info.st_uid not in (0, user.uid) or info.st_mode & stat.S_IWOTH or not traversable:
+        raise ValueError(
+            "restore_root %s must belong to %s (or to root, and let others enter it) and not be writable by others"
+            % (root, user.name)
+        )
 
 
 class ThrowAway:
@@ -246,7 +250,8 @@ class ThrowAway:
     def __init__(self, user: OsUser, bin_dir: str, root: str, name: str, port: int, timeout_s: float) -> None:
         self.user, self.bin_dir, self.root, self.port, self.timeout_s = user, bin_dir, root, port, timeout_s
         self.data_dir = os.path.join(root, name)
-        self.log_file = os.path.join(root, name + ".log")
+        # Log and socket inside the instance's own directory (owned by its OS user, removed with it).
+        self.log_file = os.path.join(self.data_dir, "dbops_restore.log")
         self.started = False
         self.actions: List[str] = []
 
@@ -262,10 +267,10 @@ class ThrowAway:
 
     def pg_ctl(self, *args: str, timeout: Optional[float] = None) -> str:
         argv = [os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data_dir, *args]
-        return run_command(self.user, argv, timeout or self.timeout_s + 10, "pg_ctl %s" % args[-1], cwd=self.root)
+        return run_command(self.user, argv, timeout or self.timeout_s + 10, "pg_ctl %s" % args[-1], cwd=self.data_dir)
 
     def start(self) -> None:
-        options = " ".join(restored_server_options(self.port, self.root))
+        options = " ".join(restored_server_options(self.port, self.data_dir))
         self.actions.append("start the restored instance on 127.0.0.1:%d (%s)" % (self.port, self.data_dir))
         self.started = True
         self.pg_ctl("-l", self.log_file, "-w", "-t", str(int(self.timeout_s)), "-o", options, "start")
@@ -284,11 +289,8 @@ class ThrowAway:
         self.actions.append("stop the restored instance")
 
     def remove(self) -> None:
-        for path in (self.data_dir, self.log_file):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            elif os.path.lexists(path):
-                os.unlink(path)
+        if os.path.isdir(self.data_dir) and not os.path.islink(self.data_dir):
+            shutil.rmtree(self.data_dir)
         self.actions.append("remove %s" % self.data_dir)
 
     def fatal_line(self) -> str:

@@ -263,7 +263,7 @@ def stop_restored(data_dir):
     bin_dir = lablib.find_pg_bin_dir()
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run([*prefix, f"{bin_dir}/pg_ctl", "-D", data_dir, "-m", "immediate", "-w", "stop"], check=True)
-    subprocess.run(["rm", "-rf", data_dir, data_dir + ".log"], check=True)
+    subprocess.run(["rm", "-rf", data_dir], check=True)
 
 
 def test_restore_and_diff_names_the_rows_and_applies_them(lab, run):
