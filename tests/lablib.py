@@ -319,12 +319,15 @@ def write_inventory(
     with_pgbouncer: bool = True,
     bin_dir: Optional[str] = None,
     credentials: Optional[Mapping[str, str]] = None,
+    backups: Sequence[str] = (),
 ) -> Lab:
     """Write DIRECTORY/hosts.yml for a topology and return the Lab it describes.
 
     `tiers` maps tier group to number of standbys (default {"oltp": 2}); server
     N of a tier listens on port_base + 10 * tier index + N (oltp 0, content 1,
     queue 2, olap 3); PgBouncer on `pgbouncer_port` (default port_base + 1000).
+    Tiers in `backups` opt in to pgBackRest (pgbackrest_stanza = the tier's name): WAL archived to a
+    repository under lab_root and a full backup taken when the lab comes up.
     """
     tiers = dict(tiers if tiers is not None else {"oltp": 2})
     unknown = sorted(set(tiers) - set(TIERS))
@@ -353,6 +356,7 @@ def write_inventory(
                 "pg_port": server.port,
                 "pg_data_dir": str(server.data_dir),
                 "pg_bin_dir": bin_dir,
+                "pgbackrest_config": str(lab_root / name / "pgbackrest.conf"),
             }
         tier_groups[tier] = {
             "hosts": hosts,
@@ -361,6 +365,7 @@ def write_inventory(
                 "tier_pool_min": spec.pool_min,
                 "tier_pool_size": spec.pool_size,
                 "tier_sync_quorum": spec.sync_quorum,
+                **({"pgbackrest_stanza": tier} if tier in backups else {}),
             },
         }
 
@@ -723,6 +728,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write.add_argument("--pgbouncer-port", type=int)
     write.add_argument("--no-pgbouncer", action="store_true")
     write.add_argument("--lab-root", default="/var/tmp/penguinmails-dbops-lab-test")
+    write.add_argument("--backups", default="", help="tiers that take pgBackRest backups, comma-separated")
     for name in ("up", "down", "status"):
         command = commands.add_parser(name, help="%s the lab of DIR/hosts.yml" % name)
         command.add_argument("directory")
@@ -736,6 +742,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             pgbouncer_port=options.pgbouncer_port,
             lab_root=options.lab_root,
             with_pgbouncer=not options.no_pgbouncer,
+            backups=[tier for tier in options.backups.split(",") if tier],
         )
         print(lab.inventory)
         return 0

@@ -15,6 +15,16 @@ On a throwaway PostgreSQL (tests/integration/diag_support.py; ports DBOPS_TEST_P
 * start to quarantined: pg_integrity then pg_quarantine (rows copied aside, the application role's
   write privileges revoked), and what a second pg_quarantine reports; then the quarantine is lifted.
 
+With --restore, on a lab tier with pgBackRest (tests/lablib.py; ports
+DBOPS_INTEGRITY_BENCH_PORT_BASE, default 5980: the content server on base + 11, the throw-away
+restored instance on base + 50; lab_root DBOPS_INTEGRITY_BENCH_ROOT):
+
+* what pgBackRest costs the lab coming up: `lab up` of one content server without backups and with
+  them (archive_mode, stanza-create, a full backup), each brought up and down --runs times;
+* restore-and-diff (pg_restore_diff) of accounts and orders (--restore-rows accounts) to a time
+  before the same bad deploy: `pgbackrest check`, restore into a new directory, start, recover to the
+  target, diff by primary key, stop, remove; then with apply, and what a second apply reports.
+
 Medians over --runs. The machine's other load shows in the figures.
 """
 
@@ -85,11 +95,106 @@ def one_run(servers, number: int) -> dict:
     }
 
 
+def bench_restore(runs: int, rows: int) -> int:
+    """Lab-up cost of pgBackRest and restore-and-diff times, on a lab of its own."""
+    import tempfile
+
+    import lablib
+
+    port_base = int(os.environ.get("DBOPS_INTEGRITY_BENCH_PORT_BASE", "5980"))
+    root = os.environ.get("DBOPS_INTEGRITY_BENCH_ROOT", "/var/tmp/penguinmails-dbops-integrity-bench")
+    work = Path(tempfile.mkdtemp(prefix="bench-restore-"))
+    ups = {}
+    for backups in ([], ["content"]):
+        lab = lablib.write_inventory(
+            work / ("with" if backups else "without"),
+            tiers={"content": 0},
+            port_base=port_base,
+            lab_root=root,
+            with_pgbouncer=False,
+            backups=backups,
+        )
+        times = []
+        for number in range(runs):
+            started = time.perf_counter()
+            lab.up()
+            times.append(time.perf_counter() - started)
+            if backups and number == runs - 1:
+                break  # keep the last lab with backups for the restores
+            lab.down()
+        ups["with" if backups else "without"] = statistics.median(times)
+    server = lab.primary("content")
+    conn = lab.connect(server, dbname="penguinmails_content")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL);"
+                "CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint REFERENCES accounts (id),"
+                " amount numeric);"
+                "INSERT INTO accounts SELECT g, 'owner' || g, 100 FROM generate_series(1, %d) g;"
+                "INSERT INTO orders SELECT g, 1 + g %% %d, g FROM generate_series(1, %d) g;" % (rows, rows, 2 * rows)
+            )
+            # Its own statement: a multi-statement string is one transaction, and now() its start.
+            cur.execute("SELECT now()::text, pg_total_relation_size('accounts') + pg_total_relation_size('orders')")
+            target, size = cur.fetchone()
+            cur.execute(
+                "UPDATE accounts SET balance = -1 WHERE id IN (7, 8);"
+                "SET session_replication_role = replica; DELETE FROM accounts WHERE id IN (21, 22)"
+            )
+    finally:
+        conn.close()
+    args = {
+        "login_host": "127.0.0.1",
+        "login_port": server.port,
+        "login_user": lab.credentials["dbops_login_user"],
+        "login_password": lab.credentials["dbops_login_password"],
+        "login_db": "penguinmails_content",
+        "tables": ["public.accounts", "public.orders"],
+        "target_time": target,
+        "pgbackrest_config": str(lab.lab_root / server.name / "pgbackrest.conf"),
+        "stanza": "content",
+        "restore_root": str(lab.lab_root / "restore"),
+        "restore_port": port_base + 50,
+    }
+    try:
+        diffs = []
+        for _run in range(runs):
+            started = time.perf_counter()
+            result = run_module("pg_restore_diff", args, timeout=900)
+            diffs.append(time.perf_counter() - started)
+            if result.get("failed"):
+                raise SystemExit("pg_restore_diff failed: %s" % result.get("msg"))
+        started = time.perf_counter()
+        applied = run_module("pg_restore_diff", dict(args, apply=True), timeout=900)
+        apply_s = time.perf_counter() - started
+        second = run_module("pg_restore_diff", dict(args, apply=True), timeout=900)
+    finally:
+        lab.down()
+    print("restore-and-diff (pgBackRest), %d run(s), load average %s:" % (runs, os.getloadavg()))
+    print("  lab up, one content server, no backups      median %.1f s" % ups["without"])
+    print("  lab up, same with pgBackRest (full backup)  median %.1f s" % ups["with"])
+    print(
+        "  restore-and-diff, 2 tables, %d+%d rows (%.1f MB)  median %.2f s"
+        % (rows, 2 * rows, size / 1024**2, statistics.median(diffs))
+    )
+    print(
+        "  differences: %s" % [(d["table"], d["missing"], d["changed"], len(d["extra"])) for d in result["differences"]]
+    )
+    print("  restore and apply      %.2f s, applied %s" % (apply_s, applied["applied"]))
+    print("  second apply: changed=%s, applied %s" % (second["changed"], second["applied"]))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=200000)
+    parser.add_argument("--restore", action="store_true", help="bench pgBackRest in the lab and restore-and-diff")
+    parser.add_argument("--restore-rows", type=int, default=20000)
     args = parser.parse_args()
+    if args.restore:
+        return bench_restore(args.runs, args.restore_rows)
     with throwaway_servers() as servers:
         build(servers, args.rows)
         results = [one_run(servers, number) for number in range(args.runs)]

@@ -3,6 +3,7 @@
 #   PostgreSQL >= 15 server binaries (initdb, pg_ctl, pg_basebackup, pg_rewind)
 #     and its contrib extensions (pg_stat_statements, amcheck)
 #   PgBouncer >= 1.18
+#   pgBackRest (the lab's backups and the data integrity runbook's point-in-time restores)
 #   python3 with venv support, make, shellcheck (for ansible-test sanity)
 #   for the `hosts` lab topology (make lab-up LAB=hosts): iproute2 (ip netns),
 #     openssh-server (one sshd per lab host), sudo (the ops user's become),
@@ -70,6 +71,7 @@ missing_packages() {
     local missing=()
     postgres_bin_dir >/dev/null || missing+=(postgresql postgresql-contrib)
     pgbouncer_ok || missing+=(pgbouncer)
+    command -v pgbackrest >/dev/null || missing+=(pgbackrest)
     python_venv_ok || missing+=(python3 python3-venv)
     command -v make >/dev/null || missing+=(make)
     command -v shellcheck >/dev/null || missing+=(shellcheck)

@@ -242,6 +242,7 @@ def row_finding(
         "key": list(key) if carries_key else [],
         "keys": [[row[column] for column in key] for row in rows] if carries_key else [],
         "evidence": [dict(row) for row in rows[:20]],
+        **({"references": check["references"]} if check.get("references") else {}),
     }
 
 
@@ -271,7 +272,8 @@ def recovery_plan(findings: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
 
     reindex: corrupt B-tree indexes (rebuilt concurrently, then re-checked); quarantine: per table, the
     keys of the rows the row checks named (copied aside, writes revoked); restore: tables with heap
-    corruption or bad rows (restored at the target time into a throw-away instance and diffed);
+    corruption or bad rows, and the parents of orphaned rows (restored at the target time into a
+    throw-away instance and diffed);
     for_a_person: what the runbook cannot repair itself (a checksum failure outside a table, rows
     without a key).
     """
@@ -282,6 +284,9 @@ def recovery_plan(findings: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     for finding in findings:
         if finding["check"] in ROW_CHECKS:
             restore.add(finding["table"])
+            # Orphans mean parents went missing: the parent table is restored and diffed too.
+            if finding.get("references"):
+                restore.add(finding["references"])
             if not finding.get("keys"):
                 for_a_person.append("%s: %s (no key to quarantine by)" % (finding["table"], finding["problem"]))
                 continue

@@ -1,16 +1,19 @@
 """The data integrity runbook against real damage, on one lab shared by every test of this file.
 
 Ports: DBOPS_INTEGRITY_TEST_PORT_BASE (default 5960; the content tier's one server listens on
-base + 11, no PgBouncer), data under DBOPS_INTEGRITY_TEST_ROOT. Damage is real: bytes of a heap
-page or of a B-tree index page are overwritten while the server is stopped (the lab has data
-checksums), rows are deleted and changed with plain SQL. Bad input is refused by the server-side
-validation before any incident, lock or file exists.
+base + 11, the throw-away restored instance on base + 50, no PgBouncer), data under
+DBOPS_INTEGRITY_TEST_ROOT (the restores under its restore/). The content tier takes real pgBackRest
+backups (a full backup when the lab comes up, WAL archived). Damage is real: bytes of a heap page or
+of a B-tree index page are overwritten while the server is stopped (the lab has data checksums), rows
+are deleted and changed with plain SQL. Bad input is refused by the server-side validation before any
+incident, lock or file exists.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +27,8 @@ LAB_ROOT = os.environ.get("DBOPS_INTEGRITY_TEST_ROOT", "/var/tmp/penguinmails-db
 PLAYBOOK = lablib.REPO_ROOT / "playbooks" / "incident_data_integrity.yml"
 DATABASE = "penguinmails_content"
 APP = lablib.CREDENTIALS["lab_app_user"]
+RESTORE_PORT = PORT_BASE + 50
+RESTORE_ROOT = os.path.join(LAB_ROOT, "restore")
 
 SCHEMA = f"""
 CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL);
@@ -55,6 +60,7 @@ def lab(tmp_path_factory):
         port_base=PORT_BASE,
         lab_root=LAB_ROOT,
         with_pgbouncer=False,
+        backups=["content"],
     )
     with lablib.running(lab):
         sql(lab, SCHEMA)
@@ -134,6 +140,14 @@ def damage_block(lab, relation, block, dbname=DATABASE):
         ({"integrity_invariants": [dict(INVARIANT, query="SELECT 1; DROP TABLE accounts")]}, "without ';'"),
         ({"integrity_database": "postgres"}, "the amcheck extension is not installed in database postgres"),
         ({"integrity_check_timeout_s": 0}, "integrity_check_timeout_s must be at least 0.1"),
+        (
+            {"integrity_apply_restore": True, "pgbackrest_stanza": ""},
+            "no backup to restore from: the tier's primary has no pgBackRest stanza",
+        ),
+        (
+            {"integrity_restore_target": "2000-01-01T00:00:00Z"},
+            "no backup to restore from: every backup of stanza content ended after 2000-01-01",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_anything_exists(lab, run, extra, message):
@@ -146,6 +160,7 @@ def test_bad_input_is_refused_before_anything_exists(lab, run, extra, message):
     assert done.recap["localhost"]["changed"] == 0
     assert sql(lab, "SELECT count(*) FROM accounts") == before
     assert sql(lab, "SELECT to_regnamespace('quarantine')")[0][0] is None
+    assert not os.path.exists(RESTORE_ROOT)
 
 
 def test_corrupt_index_is_found_rebuilt_and_checked_clean(lab, run):
@@ -227,3 +242,101 @@ def test_bad_rows_are_quarantined_idempotently_and_lifted(lab, run):
     assert sql(lab, "SELECT has_table_privilege(%s, 'accounts', 'UPDATE')", [APP]) == [(True,)]
     assert sql(lab, "SELECT has_table_privilege(%s, 'orders', 'INSERT')", [APP]) == [(True,)]
     assert run(incident_id="INTEGRITY-ROWS", integrity_lift=True).recap["localhost"]["changed"] == 0
+
+
+LEDGER = f"""
+CREATE TABLE ledger (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric(12, 2) NOT NULL);
+CREATE TABLE entries (id bigint PRIMARY KEY, ledger_id bigint NOT NULL REFERENCES ledger (id), amount numeric);
+INSERT INTO ledger SELECT g, 'owner' || g, 100.25 FROM generate_series(1, 1000) g;
+INSERT INTO entries SELECT g, 1 + g % 1000, g FROM generate_series(1, 2000) g;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ledger, entries TO {APP};
+"""
+LEDGER_INVARIANT = {
+    "name": "no negative ledger balance",
+    "table": "public.ledger",
+    "query": "SELECT id, balance FROM public.ledger WHERE balance < 0",
+}
+
+
+def stop_restored(data_dir):
+    """Stop a kept throw-away instance (pg_ctl as its OS user) and remove it."""
+    bin_dir = lablib.find_pg_bin_dir()
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*prefix, f"{bin_dir}/pg_ctl", "-D", data_dir, "-m", "immediate", "-w", "stop"], check=True)
+    subprocess.run(["rm", "-rf", data_dir], check=True)
+
+
+def test_restore_and_diff_names_the_rows_and_applies_them(lab, run):
+    sql(lab, LEDGER)
+    target = sql(lab, "SELECT now()::text")[0][0]
+    # The "bad deploy" after the target: two rows changed, two parents deleted behind the foreign key.
+    sql(lab, "UPDATE ledger SET balance = -1 WHERE id IN (3, 4)")
+    sql(lab, "SET session_replication_role = replica; DELETE FROM ledger WHERE id IN (31, 32)")
+    sql(lab, "INSERT INTO ledger VALUES (5001, 'after the deploy', 1)")
+    options = {
+        "integrity_scope": {"tables": ["public.ledger", "public.entries"]},
+        "integrity_invariants": [LEDGER_INVARIANT],
+        "integrity_app_roles": [APP],
+        "integrity_restore_target": target,
+        "integrity_restore_port": RESTORE_PORT,
+        "integrity_restore_root": RESTORE_ROOT,
+    }
+
+    planned = run(incident_id="INTEGRITY-RESTORE", check=True, integrity_apply_restore=True, **options)
+    assert planned.rc == 0, planned.stdout[-4000:]
+    assert "would run: pgbackrest" in planned.stdout and "--type=time" in planned.stdout, planned.stdout[-3000:]
+    assert not os.path.exists(RESTORE_ROOT) or not os.listdir(RESTORE_ROOT)
+    assert sql(lab, "SELECT count(*) FROM ledger WHERE id IN (31, 32)") == [(0,)]
+
+    looked = run(incident_id="INTEGRITY-RESTORE", integrity_keep_restore=True, **options)
+    assert looked.rc == 0, looked.stdout[-4000:]
+    restored = step(looked.record, "action", "restore to")["details"]
+    diff = {entry["table"]: entry for entry in restored["differences"]}
+    assert diff["public.ledger"]["missing"] == [[31], [32]], diff
+    assert diff["public.ledger"]["changed"] == [[3], [4]], diff
+    assert diff["public.ledger"]["extra"] == [[5001]], diff
+    assert (diff["public.entries"]["missing"], diff["public.entries"]["changed"]) == ([], []), diff
+    assert restored["applied"] == [] and restored["decision"]["source"] == "integrity_restore_target"
+    # Kept: the throw-away instance answers on its own port with the rows as they were; the live ones stay bad.
+    kept = restored["restore"]
+    assert kept["kept"] and kept["port"] == RESTORE_PORT
+    conn = lablib.connect(
+        RESTORE_PORT, lab.credentials["dbops_login_user"], lab.credentials["dbops_login_password"], dbname=DATABASE
+    )
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT id, balance::text FROM ledger WHERE id IN (3, 31) ORDER BY id")
+            assert cursor.fetchall() == [(3, "100.25"), (31, "100.25")]
+    finally:
+        conn.close()
+    stop_restored(kept["data_dir"])
+    assert sql(lab, "SELECT count(*) FROM ledger WHERE balance < 0") == [(2,)]
+    assert looked.record["outcome"] == "escalated"
+
+    applied = run(incident_id="INTEGRITY-RESTORE-APPLY", integrity_apply_restore=True, **options)
+    assert applied.rc == 0, applied.stdout[-4000:]
+    restored = step(applied.record, "action", "restore to")["details"]
+    assert {entry["table"]: (entry["inserted"], entry["updated"]) for entry in restored["applied"]} == {
+        "public.ledger": (2, 2),
+        "public.entries": (0, 0),
+    }
+    after = {entry["table"]: entry for entry in restored["after"]}
+    assert (after["public.ledger"]["missing"], after["public.ledger"]["changed"]) == ([], [])
+    assert after["public.ledger"]["extra"] == [[5001]]  # never deleted
+    assert applied.record["outcome"] == "resolved", closing(applied.record)
+    # The server: the rows are back as they were, the invariant and the foreign key hold, the instance is gone.
+    assert sql(lab, "SELECT id, balance::text FROM ledger WHERE id IN (3, 4, 31, 32) ORDER BY id") == [
+        (3, "100.25"),
+        (4, "100.25"),
+        (31, "100.25"),
+        (32, "100.25"),
+    ]
+    assert sql(
+        lab, "SELECT count(*) FROM entries e WHERE NOT EXISTS (SELECT FROM ledger l WHERE l.id = e.ledger_id)"
+    ) == [(0,)]
+    assert os.listdir(RESTORE_ROOT) == []
+    assert not lablib.port_open(RESTORE_PORT, timeout=0.5)
+
+    again = run(incident_id="INTEGRITY-RESTORE-AGAIN", integrity_apply_restore=True, **options)
+    assert again.rc == 0 and again.recap["localhost"]["changed"] == 0, again.stdout[-3000:]
+    assert again.record["outcome"] == "no_action"
