@@ -18,7 +18,7 @@ import errno
 import os
 import secrets
 import stat
-from typing import Optional
+from typing import Optional, Tuple
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -117,6 +117,19 @@ class Directory:
             if not stat.S_ISREG(os.fstat(opened.fileno()).st_mode):
                 raise self._refuse(name, "not a regular file")
             return opened.read()
+
+    def read_tail(self, name: str, max_bytes: int) -> Optional[Tuple[bytes, int]]:
+        """The file's last `max_bytes` bytes and its size, or None when it does not exist."""
+        try:
+            descriptor = self._open(name, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(descriptor, "rb") as opened:
+            info = os.fstat(opened.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise self._refuse(name, "not a regular file")
+            opened.seek(max(0, info.st_size - max_bytes))
+            return opened.read(max_bytes), info.st_size
 
     def read_text(self, name: str) -> Optional[str]:
         content = self.read(name)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import lablib
+import psycopg2
 import pytest
 from test_bad_input import assert_refused
 
@@ -169,3 +170,120 @@ def test_check_mode_plans_the_lockdown_and_changes_nothing(lab, tmp_path):
         assert not (tmp_path / "incidents").exists() and not (tmp_path / "security").exists()
     finally:
         held.close()
+
+
+def lockdown_params(lab):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
+
+    server = lab.tier("oltp")[0]
+    return ConnectionParams(
+        host="127.0.0.1",
+        port=server.port,
+        user=lab.credentials["dbops_login_user"],
+        password=lab.credentials["dbops_login_password"],
+    )
+
+
+def test_a_pg_hba_change_with_an_error_is_put_back_byte_for_byte_and_the_lift_still_works(lab, tmp_path, monkeypatch):
+    """The reject lines are checked in pg_hba_file_rules before the reload; when the new file has an
+    error (here: a line no server accepts, slipped in by a fault), the old bytes are put back, nothing is
+    reloaded, the failure names the line, and the roles already locked are remembered for the lift."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown, lockdown_run
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
+
+    server = lab.tier("oltp")[0]
+    conn = lab.connect(server)
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE ROLE sec_hba_suspect LOGIN PASSWORD 'sec-hba-test-password'")
+        cursor.execute("SHOW hba_file")
+        hba = Path(cursor.fetchone()[0])
+        cursor.execute("SELECT count(*) FROM pg_hba_file_rules")
+        rules_before = cursor.fetchone()[0]
+    conn.close()
+    # Bytes that are not UTF-8 in a comment: a text round trip would change them, the put-back must not.
+    original = hba.read_bytes() + b"# caf\xe9 kept as it was\n"
+    hba.write_bytes(original)
+    stat_before = hba.stat()
+    real = lockdown.hba_with_rejects
+    monkeypatch.setattr(
+        lockdown,
+        "hba_with_rejects",
+        lambda text, roles: (real(text, roles)[0] + "hostbogus all all 127.0.0.1/32 reject\n", real(text, roles)[1]),
+    )
+    options = {"roles": ["sec_hba_suspect"], "databases": [], "state_file": str(tmp_path / "state.json")}
+    params = lockdown_params(lab)
+    with connected(params) as link, pytest.raises(ActionFailed) as failed:
+        lockdown_run.RoleLockdown(options, params, check_mode=False).work(link, "present")
+    message = str(failed.value)
+    assert "hostbogus" in message or "invalid connection type" in message, message
+    assert "put back byte for byte and not reloaded" in message, message
+    report = failed.value.result["hba_put_back"]
+    assert report["put_back"] and not report["reloaded"] and not report["errors_left"], report
+    assert hba.read_bytes() == original
+    assert (hba.stat().st_mode, hba.stat().st_uid) == (stat_before.st_mode, stat_before.st_uid)
+    conn = lab.connect(server)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL")
+        assert cursor.fetchone()[0] == 0
+        cursor.execute("SELECT count(*) FROM pg_hba_file_rules")
+        assert cursor.fetchone()[0] == rules_before + 0
+        cursor.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sec_hba_suspect'")
+        assert cursor.fetchone()[0] is False  # the role was locked before pg_hba.conf was touched
+    conn.close()
+    # The server still runs the rules it had: the innocent application role logs in.
+    lablib.connect(server.port, lab.credentials["lab_app_user"], lab.password_of("lab_app_user")).close()
+    monkeypatch.setattr(lockdown, "hba_with_rejects", real)
+    # The state was kept although the run stopped half way: the lift gives the login back.
+    with connected(params) as link:
+        lifted = lockdown_run.RoleLockdown(options, params, check_mode=False).work(link, "absent")
+    assert lifted["changed"]
+    lablib.connect(server.port, "sec_hba_suspect", "sec-hba-test-password").close()
+    assert hba.read_bytes() == original
+
+
+def test_the_investigation_reads_only_the_servers_current_log_tail(lab, tmp_path):
+    """pg_security_facts reads the suspects' lines from one file: pg_current_logfile()'s, or (no logging
+    collector, as in the lab) the host's pg_log_file; its last megabyte only; a link is not followed,
+    and no other file is read whatever the lines in it."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown_run
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import connected
+
+    server = lab.tier("oltp")[0]
+    conn = lab.connect(server)
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE ROLE sec_log_suspect LOGIN PASSWORD 'sec-log-test-password'")
+        cursor.execute("SELECT pg_current_logfile()")
+        assert cursor.fetchone()[0] is None  # the lab writes through pg_ctl -l: no logging collector
+    conn.close()
+    with pytest.raises(psycopg2.OperationalError):
+        lablib.connect(server.port, "sec_log_suspect", "a-wrong-password")
+    params = lockdown_params(lab)
+
+    def facts(log_file):
+        options = {"roles": ["sec_log_suspect"], "log_file": log_file, "investigate": True}
+        with connected(params) as link:
+            return lockdown_run.SecurityFacts(options, params).read(link)
+
+    found = facts(str(server.log_file))
+    assert any("sec_log_suspect" in line and "authentication failed" in line for line in found["log_lines"]), found
+    read = found["log_file_read"]
+    assert read["path"] == str(server.log_file) and read["source"] == "log_file"
+    assert 0 < read["bytes_read"] <= lockdown_run.LOG_TAIL_BYTES and read["bytes_read"] == min(
+        read["size"], lockdown_run.LOG_TAIL_BYTES
+    )
+    # A link to the log is not followed, whatever it points at.
+    link_path = tmp_path / "server.log"
+    link_path.symlink_to(server.log_file)
+    linked = facts(str(link_path))
+    assert linked["log_lines"] == [] and "symbolic link" in linked["log_file_read"]["note"]
+    # Past the last megabyte nothing is read: a line written before 1 MiB of other lines is not found.
+    big = tmp_path / "big.log"
+    big.write_bytes(
+        b'FATAL:  password authentication failed for user "sec_log_suspect"\n'
+        + b"x" * 80
+        + b"\n"
+        + b"y" * (2 * lockdown_run.LOG_TAIL_BYTES)
+        + b"\n"
+    )
+    tail = facts(str(big))
+    assert tail["log_lines"] == [] and tail["log_file_read"]["bytes_read"] == lockdown_run.LOG_TAIL_BYTES
