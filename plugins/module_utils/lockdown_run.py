@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown
+from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown, passwords
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.files import (
     ensure_private_directory,
@@ -501,3 +501,87 @@ def suspect_log_lines(facts: SecurityFacts, roles: List[str]) -> Tuple[List[str]
     text, chosen["size"] = found
     chosen["bytes_read"] = min(chosen["size"], LOG_TAIL_BYTES)
     return lockdown.suspect_lines(text, roles), chosen
+
+
+class PasswordRotation:
+    """pg_role_password's work on one primary: new secrets to the operator's file first, then the verifiers.
+
+    The secrets live in this object only until the file is written; they are never in the result."""
+
+    def __init__(self, options: Dict[str, Any], params: ConnectionParams, check_mode: bool) -> None:
+        self.options = options
+        self.params = params
+        self.check_mode = check_mode
+        self.roles: List[str] = list(options["roles"])
+        self.runner = StatementRunner(check_mode)
+        self.result: Dict[str, Any] = {
+            "changed": False,
+            "server": params.endpoint,
+            "rotated": [],
+            "out_file": options["out_file"],
+            "vault": bool(options.get("vault_password_file")),
+            "plan": passwords.rotation_plan(self.roles),
+            "actions": [],
+            "executed_queries": [],
+        }
+
+    def fail(self, message: str) -> ActionFailed:
+        self.result["executed_queries"] = self.runner.executed
+        return ActionFailed(message, self.result)
+
+    def vault_password(self) -> Optional[bytes]:
+        path = self.options.get("vault_password_file")
+        if not path:
+            return None
+        with Directory(os.path.dirname(path) or ".") as directory:
+            content = directory.read(os.path.basename(path))
+        if not content or not content.strip():
+            raise self.fail("the vault password file %s is missing or empty; no password was changed" % path)
+        return content.strip()
+
+    def check_out_file(self) -> None:
+        path = self.options["out_file"]
+        with Directory(os.path.dirname(path) or ".") as directory:
+            if directory.exists(os.path.basename(path)):
+                raise self.fail(
+                    "%s exists already; name a new file (it is never overwritten); no password was changed" % path
+                )
+
+    def write_out_file(self, content: bytes) -> None:
+        path = self.options["out_file"]
+        with Directory(os.path.dirname(path) or ".") as directory:
+            directory.create_with(os.path.basename(path), content, 0o600)
+
+    def work(self, conn: Any) -> Dict[str, Any]:
+        standby = bool(execute(conn, self.params, "SELECT pg_is_in_recovery()").fetchone()[0])
+        if standby and not self.check_mode:
+            raise self.fail("%s is a standby: passwords are changed on the primary" % self.params.endpoint)
+        existing = {row["rolname"]: row for row in fetch_dicts(conn, self.params, ROLES)}
+        refusal = passwords.rotation_refusal(self.roles, existing, self.params.user)
+        if refusal:
+            raise self.fail("%s: %s" % (self.params.endpoint, refusal))
+        self.check_out_file()
+        vault_password = self.vault_password()
+        statement = sql.SQL("ALTER ROLE {} PASSWORD %s")
+        if self.check_mode:
+            for role in self.roles:
+                self.runner.run(conn, self.params, statement.format(quote_ident(role)), ("x",), ("<new verifier>",))
+            self.result["executed_queries"] = self.runner.executed
+            return self.result
+        new = {role: passwords.new_secret() for role in self.roles}
+        content = passwords.secrets_file_text(new).encode()
+        if vault_password is not None:
+            content = passwords.vault_encrypt(content, vault_password)
+        # The file first: a password is never set that the operator could not read back.
+        self.write_out_file(content)
+        self.result["actions"].append(
+            "wrote the new password(s) to %s (%s, mode 0600)"
+            % (self.options["out_file"], "ansible-vault encrypted" if vault_password is not None else "plain text")
+        )
+        self.result["changed"] = True
+        for role in self.roles:
+            verifier = passwords.scram_verifier(new.pop(role))
+            self.runner.run(conn, self.params, statement.format(quote_ident(role)), (verifier,), ("<new verifier>",))
+            self.result["rotated"].append(role)
+        self.result["executed_queries"] = self.runner.executed
+        return self.result

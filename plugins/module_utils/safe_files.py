@@ -152,6 +152,20 @@ class Directory:
             os.close(descriptor)
         return True
 
+    def create_with(self, name: str, content: bytes, mode: int = 0o600) -> None:
+        """Create a new file holding `content` (O_EXCL, no link followed: FileExistsError when a name is there)."""
+        descriptor = self._open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            with os.fdopen(descriptor, "wb") as created:
+                os.fchmod(created.fileno(), mode)
+                created.write(content)
+                created.flush()
+                os.fsync(created.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self.fd)
+            raise
+
     def replace(
         self, name: str, content: bytes, mode: int = 0o600, uid: Optional[int] = None, gid: Optional[int] = None
     ) -> None:

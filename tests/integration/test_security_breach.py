@@ -10,11 +10,13 @@ itself is rehearsed in extensions/molecule/security_breach.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import lablib
 import psycopg2
 import pytest
+import yaml
 from test_bad_input import assert_refused
 
 PORT_BASE = int(os.environ.get("DBOPS_SECURITY_TEST_PORT_BASE", "5980"))
@@ -287,3 +289,88 @@ def test_the_investigation_reads_only_the_servers_current_log_tail(lab, tmp_path
     )
     tail = facts(str(big))
     assert tail["log_lines"] == [] and tail["log_file_read"]["bytes_read"] == lockdown_run.LOG_TAIL_BYTES
+
+
+def test_the_runs_own_login_role_gets_no_new_password(run, lab, tmp_path):
+    done, left = run(
+        security_suspect_roles=["lab_app_user"],
+        security_rotate_passwords=[lab.credentials["dbops_login_user"]],
+        security_rotate_out_file=str(tmp_path / "rotated.yml"),
+    )
+    assert_refused(done, left, "it is the role this run logs in with (dbops_login_user); no password was changed")
+
+
+def test_rotation_new_password_only_in_the_vault_file_and_the_lift_keeps_it(lab, tmp_path):
+    """The suspect is locked out and an application role gets a new password: the old one no longer logs
+    in, the one from the vault-encrypted file does, and the secret is nowhere else - playbook output,
+    timeline, report, audit trail, evidence bundle, server log. The lift gives the suspect its login back
+    and leaves the new password in place."""
+    server = lab.tier("oltp")[0]
+    conn = lab.connect(server)
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE ROLE sec_rot_suspect LOGIN PASSWORD 'sec-rot-suspect-password'")
+        cursor.execute("CREATE ROLE sec_rot_app LOGIN PASSWORD 'sec-rot-app-old-password'")
+        cursor.execute("ALTER SYSTEM SET log_statement = 'ddl'")  # the ALTER ROLE goes to the server log
+        cursor.execute("SELECT pg_reload_conf()")
+    conn.close()
+    vault_pass = tmp_path / "vault-pass"
+    vault_pass.write_text("operator-vault-passphrase\n")
+    vault_pass.chmod(0o600)
+    out_file = tmp_path / "rotated.vault.yml"
+    extra = {
+        "incident_tier": "oltp",
+        "security_suspect_roles": ["sec_rot_suspect"],
+        "security_rotate_passwords": ["sec_rot_app"],
+        "security_rotate_out_file": str(out_file),
+        "security_rotate_vault_password_file": str(vault_pass),
+        "dbops_incident_dir": str(tmp_path / "incidents"),
+        "dbops_lock_dir": str(tmp_path / "locks"),
+        "dbops_security_state_dir": str(tmp_path / "security"),
+    }
+    try:
+        done = lablib.run_playbook(lab.inventory, PLAYBOOK, extra, args=["-v"], timeout=240)
+        assert done.rc == 0, done.stdout[-4000:]
+        assert out_file.stat().st_mode & 0o777 == 0o600
+        assert out_file.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+        view = subprocess.run(
+            [
+                str(Path(lablib.ansible_playbook()).with_name("ansible-vault")),
+                "view",
+                "--vault-password-file",
+                str(vault_pass),
+                str(out_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        secret = yaml.safe_load(view.stdout)["sec_rot_app"]
+        assert len(secret) >= 40 and secret not in out_file.read_text()
+        with pytest.raises(psycopg2.OperationalError):
+            lablib.connect(server.port, "sec_rot_app", "sec-rot-app-old-password")
+        lablib.connect(server.port, "sec_rot_app", secret).close()
+        with pytest.raises(psycopg2.OperationalError):
+            lablib.connect(server.port, "sec_rot_suspect", "sec-rot-suspect-password")
+        written = [path for path in (tmp_path / "incidents").rglob("*") if path.is_file()]
+        assert any(path.parent.name == "evidence" or "evidence" in path.parts for path in written)
+        assert any(path.name == "rotation.json" for path in written)
+        for path in written:
+            assert secret not in path.read_text(errors="replace"), path
+        assert secret not in done.stdout + done.stderr
+        assert secret not in Path(server.log_file).read_text(errors="replace")
+        assert "SCRAM-SHA-256$" in Path(server.log_file).read_text(errors="replace")  # only the verifier went there
+
+        lifted = lablib.run_playbook(lab.inventory, PLAYBOOK, dict(extra, security_lift=True), timeout=240)
+        assert lifted.rc == 0, lifted.stdout[-4000:]
+        lablib.connect(server.port, "sec_rot_suspect", "sec-rot-suspect-password").close()
+        lablib.connect(server.port, "sec_rot_app", secret).close()  # the lift does not put the old password back
+        with pytest.raises(psycopg2.OperationalError):
+            lablib.connect(server.port, "sec_rot_app", "sec-rot-app-old-password")
+        assert secret not in lifted.stdout + lifted.stderr
+    finally:
+        conn = lab.connect(server)
+        with conn.cursor() as cursor:
+            cursor.execute("ALTER SYSTEM RESET log_statement")
+            cursor.execute("SELECT pg_reload_conf()")
+        conn.close()
