@@ -40,15 +40,12 @@ def test_the_verifier_answers_rfc_7677s_exchange():
 
 def test_every_verifier_has_its_own_salt_and_secrets_are_strong():
     assert passwords.scram_verifier("same") != passwords.scram_verifier("same")
-    secrets = {passwords.new_secret() for _ in range(20)}
+    secrets = {passwords.new_secret() for count in range(20)}
     assert len(secrets) == 20 and all(len(secret) >= 43 and secret.isascii() for secret in secrets)
 
 
-@pytest.mark.parametrize("password", ["caf\u00e9", "tab\there", ""])
+@pytest.mark.parametrize("password", ["caf\u00e9", "tab\there"])
 def test_a_password_that_would_need_saslprep_is_refused(password):
-    if password == "":
-        assert passwords.scram_verifier(password).startswith("SCRAM-SHA-256$4096:")
-        return
     with pytest.raises(ValueError):
         passwords.scram_verifier(password)
 
