@@ -190,8 +190,6 @@ def test_a_pg_hba_change_with_an_error_is_put_back_byte_for_byte_and_the_lift_st
     """The reject lines are checked in pg_hba_file_rules before the reload; when the new file has an
     error (here: a line no server accepts, slipped in by a fault), the old bytes are put back, nothing is
     reloaded, the failure names the line, and the roles already locked are remembered for the lift."""
-    from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown, lockdown_run
-    from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 
     server = lab.tier("oltp")[0]
     conn = lab.connect(server)
@@ -202,8 +200,19 @@ def test_a_pg_hba_change_with_an_error_is_put_back_byte_for_byte_and_the_lift_st
         cursor.execute("SELECT count(*) FROM pg_hba_file_rules")
         rules_before = cursor.fetchone()[0]
     conn.close()
+    pristine = hba.read_bytes()
+    try:
+        put_back_after_an_error(lab, server, hba, pristine, rules_before, tmp_path, monkeypatch)
+    finally:
+        hba.write_bytes(pristine)  # the lab's other tests read pg_hba.conf as text
+
+
+def put_back_after_an_error(lab, server, hba, pristine, rules_before, tmp_path, monkeypatch):
+    from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown, lockdown_run
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
+
     # Bytes that are not UTF-8 in a comment: a text round trip would change them, the put-back must not.
-    original = hba.read_bytes() + b"# caf\xe9 kept as it was\n"
+    original = pristine + b"# caf\xe9 kept as it was\n"
     hba.write_bytes(original)
     stat_before = hba.stat()
     real = lockdown.hba_with_rejects
