@@ -151,6 +151,7 @@ def test_check_mode_plans_the_lockdown_and_changes_nothing(lab, tmp_path):
     conn = lab.connect(server)
     with conn.cursor() as cursor:
         cursor.execute("CREATE ROLE sec_suspect LOGIN PASSWORD 'sec-suspect-test-password'")
+        cursor.execute("CREATE ROLE sec_check_app LOGIN PASSWORD 'sec-check-app-password'")
     conn.close()
     held = lablib.connect(server.port, "sec_suspect", "sec-suspect-test-password")
     try:
@@ -161,9 +162,15 @@ def test_check_mode_plans_the_lockdown_and_changes_nothing(lab, tmp_path):
             "dbops_incident_dir": str(tmp_path / "incidents"),
             "dbops_lock_dir": str(tmp_path / "locks"),
             "dbops_security_state_dir": str(tmp_path / "security"),
+            "security_rotate_passwords": ["sec_check_app"],
+            "security_rotate_out_file": str(tmp_path / "rotated.yml"),
         }
         done = lablib.run_playbook(lab.inventory, PLAYBOOK, extra, args=["--check"], timeout=180)
         assert done.rc == 0, done.stdout[-3000:]
+        # The rotation is planned, not done: no file, the old password still logs in.
+        assert 'ALTER ROLE \\"sec_check_app\\" PASSWORD \'********\'' in done.stdout, done.stdout[-5000:]
+        assert not (tmp_path / "rotated.yml").exists()
+        lablib.connect(server.port, "sec_check_app", "sec-check-app-password").close()
         assert 'ALTER ROLE \\"sec_suspect\\" NOLOGIN CONNECTION LIMIT 0' in done.stdout
         assert "pg_terminate_backend" in done.stdout
         assert server_state(lab) == before
