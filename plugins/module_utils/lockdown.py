@@ -9,6 +9,7 @@ pg_role_lockdown (PostgreSQL) and pgbouncer_admin's lock-out (PgBouncer) do the 
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -244,4 +245,78 @@ def run_closing(
         "outcome": "mitigated",
         "note": "contained on %d server(s); rotate the suspects' credentials in applications and review grants"
         % len(verdicts),
+    }
+
+
+# -- the server log the investigation reads --------------------------------------------------------
+
+
+def log_file_to_read(
+    current_logfile: Optional[str], data_directory: Optional[str], configured: Optional[str]
+) -> Dict[str, Any]:
+    """Which file the investigation reads the suspects' lines from: only the server's current log.
+
+    `current_logfile` is pg_current_logfile() (relative to the data directory unless absolute; NULL
+    without the logging collector), `configured` the host's pg_log_file (a server started with
+    pg_ctl -l). The server's own answer wins; nothing else on the host is read.
+    {path: str or None, source: pg_current_logfile|log_file|none, note: str}."""
+    if current_logfile:
+        path = current_logfile
+        if not os.path.isabs(path):
+            if not data_directory:
+                return {
+                    "path": None,
+                    "source": "none",
+                    "note": "pg_current_logfile() is relative and the data directory is not readable",
+                }
+            path = os.path.join(data_directory, path)
+        path = os.path.normpath(path)
+        note = "the server's current log file (pg_current_logfile())"
+        if configured and os.path.normpath(configured) != path:
+            note += "; log_file %s was not read: the server writes to %s" % (configured, path)
+        return {"path": path, "source": "pg_current_logfile", "note": note}
+    if configured:
+        return {
+            "path": os.path.normpath(configured),
+            "source": "log_file",
+            "note": "the server has no logging collector: its log_file",
+        }
+    return {
+        "path": None,
+        "source": "none",
+        "note": "no log file: pg_current_logfile() is empty and log_file is not set",
+    }
+
+
+def suspect_lines(text: str, roles: Sequence[str], keep: int = 200) -> List[str]:
+    """The lines of `text` that name one of `roles` (connection, authentication failure), the last `keep`."""
+    marks = ['"%s"' % role for role in roles] + ["user=%s" % role for role in roles]
+    return [line for line in text.splitlines() if any(mark in line for mark in marks)][-keep:]
+
+
+def hba_put_back(
+    path: str,
+    errors: Sequence[Mapping[str, Any]],
+    failure: Optional[str],
+    put_back: bool,
+    left: Sequence[Mapping[str, Any]],
+) -> Dict[str, Any]:
+    """The report of a pg_hba.conf change that went wrong: why, whether the old bytes are back and
+    whether pg_hba_file_rules is clean again. Not reloaded either way: the server keeps the rules it loaded."""
+    why = failure or "pg_hba_file_rules reported %s" % "; ".join(
+        "line %s: %s" % (row.get("line_number"), row.get("error")) for row in errors
+    )
+    if put_back and not left:
+        outcome = "the old file was put back byte for byte and not reloaded: the server keeps the rules it had"
+    elif put_back:
+        outcome = "the old file was put back byte for byte, but pg_hba_file_rules still reports errors; not reloaded"
+    else:
+        outcome = "the old file could NOT be put back; do not reload before %s is repaired" % path
+    return {
+        "path": path,
+        "put_back": put_back,
+        "reloaded": False,
+        "errors": list(errors),
+        "errors_left": list(left),
+        "message": "the new %s was refused (%s); %s" % (path, why, outcome),
     }

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown
+from ansible_collections.penguinmails.dbops.plugins.module_utils import lockdown, passwords
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.files import (
     ensure_private_directory,
@@ -33,6 +33,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_value
 from ansible_collections.penguinmails.dbops.plugins.module_utils.repoint import read_ini_text, replace_ini_text
+from ansible_collections.penguinmails.dbops.plugins.module_utils.safe_files import Directory, LinkRefused
 
 try:
     from psycopg2 import sql
@@ -243,18 +244,29 @@ class RoleLockdown:
         return True
 
     def write_hba_checked(self, path: str, before: str, after: str, action: str) -> None:
-        """Write, read the file back through pg_hba_file_rules, and put the old text back on any error."""
+        """Write, read the file back through pg_hba_file_rules, and put the old bytes back on any error.
+
+        The check runs before the reload: PostgreSQL reads pg_hba.conf only at a reload, so a file put
+        back before it leaves the server on the rules it had. lockdown.hba_put_back says what was done."""
 
         def write() -> None:
-            replace_ini_text(path, after)
-            errors = self.hba_errors()
+            original = read_hba_bytes(path)
+            failure: Optional[str] = None
+            try:
+                replace_ini_text(path, after)
+                errors = self.hba_errors()
+            except OSError as error:
+                errors, failure = [], "writing it failed: %s" % error
             self.result["hba_errors_after"] = errors
-            if errors:
-                replace_ini_text(path, before)
-                raise self.fail(
-                    "the new %s had errors (%s); the old file was put back and not reloaded"
-                    % (path, "; ".join(str(row["error"]) for row in errors))
-                )
+            if not errors and failure is None:
+                return
+            put_back = read_hba_bytes(path) == original
+            if not put_back:
+                write_hba_bytes(path, original)
+                put_back = read_hba_bytes(path) == original
+            left = self.hba_errors()
+            self.result["hba_put_back"] = lockdown.hba_put_back(path, errors, failure, put_back, left)
+            raise self.fail(self.result["hba_put_back"]["message"])
 
         self.act(action, write)
 
@@ -277,11 +289,14 @@ class RoleLockdown:
         state = self.load_state()
         before = json.loads(json.dumps(state))
         state.setdefault("server", self.params.endpoint)
-        self.contain_roles(roles, state)
-        reload_needed = self.reject_in_hba(state)
-        reload_needed = self.turn_logging_on(state) or reload_needed
-        # Saved before anything can fail half way: the lift must know what was there.
-        self.save_state(state, before)
+        try:
+            self.contain_roles(roles, state)
+            reload_needed = self.reject_in_hba(state)
+            reload_needed = self.turn_logging_on(state) or reload_needed
+        finally:
+            # Saved whatever happens, before the reload: the lift must know what was there, also
+            # after a run that stopped half way (roles already NOLOGIN, pg_hba.conf put back).
+            self.save_state(state, before)
         if reload_needed:
             self.reload()
         self.terminate()
@@ -435,17 +450,138 @@ class SecurityFacts:
                 table_grants=self.rows(TABLE_GRANTS, (list(self.options.get("sensitive_tables") or []),)),
                 hba_rules=self.rows(HBA_RULES),
                 settings={row["name"]: row["setting"] for row in settings},
-                log_lines=suspect_log_lines(self.options.get("log_file"), self.roles),
             )
+            result["log_lines"], result["log_file_read"] = suspect_log_lines(self, self.roles)
         return result
 
 
-def suspect_log_lines(path: Optional[str], roles: List[str]) -> List[str]:
-    """The suspect roles' lines of the server log (its last megabyte), when the log is on this host."""
-    if not path or not os.path.isfile(path):
-        return []
-    with open(path, "rb") as handle:
-        handle.seek(max(0, os.path.getsize(path) - LOG_TAIL_BYTES))
-        text = handle.read().decode("utf-8", "replace")
-    marks = ['"%s"' % role for role in roles] + ["user=%s" % role for role in roles]
-    return [line for line in text.splitlines() if any(mark in line for mark in marks)][-200:]
+CURRENT_LOG = """
+SELECT CASE WHEN has_function_privilege('pg_current_logfile()', 'execute')
+            THEN pg_current_logfile() END AS current_logfile,
+       (SELECT setting FROM pg_settings WHERE name = 'data_directory') AS data_directory
+"""
+
+
+def read_hba_bytes(path: str) -> Optional[bytes]:
+    """pg_hba.conf's bytes as they are (no decoding: the put-back is byte-identical), no link followed."""
+    with Directory(os.path.dirname(path) or ".") as directory:
+        return directory.read(os.path.basename(path))
+
+
+def write_hba_bytes(path: str, content: Optional[bytes]) -> None:
+    """Put pg_hba.conf's bytes back in one rename, keeping owner and mode."""
+    if content is None:
+        return
+    with Directory(os.path.dirname(path) or ".") as directory:
+        directory.replace_keeping_owner(os.path.basename(path), content)
+
+
+def read_log_tail(path: str, max_bytes: int = LOG_TAIL_BYTES) -> Optional[Tuple[str, int]]:
+    """The last `max_bytes` of the log file (no link followed, a regular file only) and its size, or None."""
+    with Directory(os.path.dirname(path) or ".") as directory:
+        found = directory.read_tail(os.path.basename(path), max_bytes)
+    return None if found is None else (found[0].decode("utf-8", "replace"), found[1])
+
+
+def suspect_log_lines(facts: SecurityFacts, roles: List[str]) -> Tuple[List[str], Dict[str, Any]]:
+    """The suspect roles' lines of the server's current log file (its last megabyte) and what was read."""
+    row = facts.rows(CURRENT_LOG)[0]
+    chosen = lockdown.log_file_to_read(row["current_logfile"], row["data_directory"], facts.options.get("log_file"))
+    chosen.update(bytes_read=0, size=None)
+    if not chosen["path"]:
+        return [], chosen
+    try:
+        found = read_log_tail(chosen["path"])
+    except (OSError, LinkRefused) as error:
+        chosen["note"] += "; not read: %s" % error
+        return [], chosen
+    if found is None:
+        chosen["note"] += "; not read: no such file on this host"
+        return [], chosen
+    text, chosen["size"] = found
+    chosen["bytes_read"] = min(chosen["size"], LOG_TAIL_BYTES)
+    return lockdown.suspect_lines(text, roles), chosen
+
+
+class PasswordRotation:
+    """pg_role_password's work on one primary: new secrets to the operator's file first, then the verifiers.
+
+    The secrets live in this object only until the file is written; they are never in the result."""
+
+    def __init__(self, options: Dict[str, Any], params: ConnectionParams, check_mode: bool) -> None:
+        self.options = options
+        self.params = params
+        self.check_mode = check_mode
+        self.roles: List[str] = list(options["roles"])
+        self.runner = StatementRunner(check_mode)
+        self.result: Dict[str, Any] = {
+            "changed": False,
+            "server": params.endpoint,
+            "rotated": [],
+            "out_file": options["out_file"],
+            "vault": bool(options.get("vault_password_file")),
+            "plan": passwords.rotation_plan(self.roles),
+            "actions": [],
+            "executed_queries": [],
+        }
+
+    def fail(self, message: str) -> ActionFailed:
+        self.result["executed_queries"] = self.runner.executed
+        return ActionFailed(message, self.result)
+
+    def vault_password(self) -> Optional[bytes]:
+        path = self.options.get("vault_password_file")
+        if not path:
+            return None
+        with Directory(os.path.dirname(path) or ".") as directory:
+            content = directory.read(os.path.basename(path))
+        if not content or not content.strip():
+            raise self.fail("the vault password file %s is missing or empty; no password was changed" % path)
+        return content.strip()
+
+    def check_out_file(self) -> None:
+        path = self.options["out_file"]
+        with Directory(os.path.dirname(path) or ".") as directory:
+            if directory.exists(os.path.basename(path)):
+                raise self.fail(
+                    "%s exists already; name a new file (it is never overwritten); no password was changed" % path
+                )
+
+    def write_out_file(self, content: bytes) -> None:
+        path = self.options["out_file"]
+        with Directory(os.path.dirname(path) or ".") as directory:
+            directory.create_with(os.path.basename(path), content, 0o600)
+
+    def work(self, conn: Any) -> Dict[str, Any]:
+        standby = bool(execute(conn, self.params, "SELECT pg_is_in_recovery()").fetchone()[0])
+        if standby and not self.check_mode:
+            raise self.fail("%s is a standby: passwords are changed on the primary" % self.params.endpoint)
+        existing = {row["rolname"]: row for row in fetch_dicts(conn, self.params, ROLES)}
+        refusal = passwords.rotation_refusal(self.roles, existing, self.params.user)
+        if refusal:
+            raise self.fail("%s: %s" % (self.params.endpoint, refusal))
+        self.check_out_file()
+        vault_password = self.vault_password()
+        statement = sql.SQL("ALTER ROLE {} PASSWORD %s")
+        if self.check_mode:
+            for role in self.roles:
+                self.runner.run(conn, self.params, statement.format(quote_ident(role)), ("x",), ("<new verifier>",))
+            self.result["executed_queries"] = self.runner.executed
+            return self.result
+        new = {role: passwords.new_secret() for role in self.roles}
+        content = passwords.secrets_file_text(new).encode()
+        if vault_password is not None:
+            content = passwords.vault_encrypt(content, vault_password)
+        # The file first: a password is never set that the operator could not read back.
+        self.write_out_file(content)
+        self.result["actions"].append(
+            "wrote the new password(s) to %s (%s, mode 0600)"
+            % (self.options["out_file"], "ansible-vault encrypted" if vault_password is not None else "plain text")
+        )
+        self.result["changed"] = True
+        for role in self.roles:
+            verifier = passwords.scram_verifier(new.pop(role))
+            self.runner.run(conn, self.params, statement.format(quote_ident(role)), (verifier,), ("<new verifier>",))
+            self.result["rotated"].append(role)
+        self.result["executed_queries"] = self.runner.executed
+        return self.result

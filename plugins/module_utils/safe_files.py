@@ -18,7 +18,7 @@ import errno
 import os
 import secrets
 import stat
-from typing import Optional
+from typing import Optional, Tuple
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -118,6 +118,19 @@ class Directory:
                 raise self._refuse(name, "not a regular file")
             return opened.read()
 
+    def read_tail(self, name: str, max_bytes: int) -> Optional[Tuple[bytes, int]]:
+        """The file's last `max_bytes` bytes and its size, or None when it does not exist."""
+        try:
+            descriptor = self._open(name, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(descriptor, "rb") as opened:
+            info = os.fstat(opened.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise self._refuse(name, "not a regular file")
+            opened.seek(max(0, info.st_size - max_bytes))
+            return opened.read(max_bytes), info.st_size
+
     def read_text(self, name: str) -> Optional[str]:
         content = self.read(name)
         return None if content is None else content.decode("utf-8", errors="replace")
@@ -138,6 +151,20 @@ class Directory:
         finally:
             os.close(descriptor)
         return True
+
+    def create_with(self, name: str, content: bytes, mode: int = 0o600) -> None:
+        """Create a new file holding `content` (O_EXCL, no link followed: FileExistsError when a name is there)."""
+        descriptor = self._open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            with os.fdopen(descriptor, "wb") as created:
+                os.fchmod(created.fileno(), mode)
+                created.write(content)
+                created.flush()
+                os.fsync(created.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self.fd)
+            raise
 
     def replace(
         self, name: str, content: bytes, mode: int = 0o600, uid: Optional[int] = None, gid: Optional[int] = None

@@ -122,6 +122,13 @@ hba_errors_after:
   returned: always
   type: list
   elements: dict
+hba_put_back:
+  description:
+    - When writing C(pg_hba.conf) failed or C(pg_hba_file_rules) reported an error in the new file - C(path),
+      C(put_back) (the old bytes are back, byte for byte), C(reloaded) (always V(false) - the server keeps the
+      rules it had loaded), C(errors), C(errors_left) and the C(message) the task fails with.
+  returned: on that failure
+  type: dict
 verification:
   description: With O(state=present), whether the server is contained, the reason and the sessions left.
   returned: always

@@ -13,7 +13,10 @@ description:
     superusers, login roles, C(valid until), the suspects' C(pg_roles) rows, memberships with grantors,
     grants on O(sensitive_tables), the rules of C(pg_hba_file_rules), security settings (C(ssl),
     C(password_encryption), C(log_connections), C(log_disconnections), C(listen_addresses),
-    C(authentication_timeout), C(hba_file)) and the suspects' lines of O(log_file).
+    C(authentication_timeout), C(hba_file)) and the suspects' lines of the server's current log file.
+  - The log is read from one file only - the one C(pg_current_logfile()) names (relative to the data
+    directory), or O(log_file) when the server has no logging collector - and only its last megabyte,
+    opened without following a link; nothing else on the host is read. RV(log_file_read) says which.
   - RV(refusal) says why M(penguinmails.dbops.pg_role_lockdown) would refuse these roles - one does not
     exist, it is the role this module logs in with, or no other superuser could log in afterwards - so a
     playbook can stop before anything is opened.
@@ -34,7 +37,9 @@ options:
     elements: str
     default: []
   log_file:
-    description: The server's log file on this host (its last megabyte is searched for the suspects' lines).
+    description:
+      - The server's log file on this host when the server has no logging collector (started with
+        C(pg_ctl -l)). Ignored when C(pg_current_logfile()) names a file.
     type: path
   investigate:
     description:
@@ -127,10 +132,16 @@ settings:
   returned: with O(investigate=true)
   type: dict
 log_lines:
-  description: The suspects' lines of O(log_file), the last 200.
+  description: The suspects' lines of the server's current log file, the last 200.
   returned: with O(investigate=true)
   type: list
   elements: str
+log_file_read:
+  description:
+    - The one log file read - C(path), C(source) (V(pg_current_logfile), V(log_file) or V(none)), C(size),
+      C(bytes_read) (at most 1 MiB, its tail) and a C(note).
+  returned: with O(investigate=true)
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

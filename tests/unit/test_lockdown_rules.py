@@ -193,3 +193,58 @@ def test_run_closing(verdicts, lift, changed, failure, outcome):
 )
 def test_contained(args, contained):
     assert lockdown.contained(*args)["contained"] is contained
+
+
+@pytest.mark.parametrize(
+    ("current", "data_dir", "configured", "path", "source"),
+    [
+        ("log/postgresql-Thu.log", "/srv/pg/data", None, "/srv/pg/data/log/postgresql-Thu.log", "pg_current_logfile"),
+        ("/var/log/pg/current.log", "/srv/pg/data", None, "/var/log/pg/current.log", "pg_current_logfile"),
+        # The server's answer wins over the host variable: nothing else is read.
+        ("log/pg.log", "/srv/pg/data", "/etc/shadow", "/srv/pg/data/log/pg.log", "pg_current_logfile"),
+        ("log/../../../etc/x", "/srv/pg/data", None, "/srv/etc/x", "pg_current_logfile"),
+        ("log/pg.log", None, "/var/log/pg.log", None, "none"),
+        (None, "/srv/pg/data", "/srv/pg/postgresql.log", "/srv/pg/postgresql.log", "log_file"),
+        (None, None, None, None, "none"),
+        ("", None, "", None, "none"),
+    ],
+)
+def test_log_file_to_read(current, data_dir, configured, path, source):
+    chosen = lockdown.log_file_to_read(current, data_dir, configured)
+    assert (chosen["path"], chosen["source"]) == (path, source)
+    if current and configured and path:
+        assert "%s was not read" % configured in chosen["note"]
+
+
+def test_suspect_lines_only_the_suspects_and_the_last_ones():
+    text = "\n".join(
+        [
+            'FATAL:  password authentication failed for user "app"',
+            "LOG:  connection authorized: user=app database=x",
+            'FATAL:  password authentication failed for user "application"',
+            "LOG:  user=other",
+        ]
+        * 3
+    )
+    lines = lockdown.suspect_lines(text, ["app"], keep=4)
+    assert len(lines) == 4 and all('"app"' in line or "user=app " in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("errors", "failure", "put_back", "left", "words"),
+    [
+        (
+            [{"line_number": 1, "error": "invalid connection type"}],
+            None,
+            True,
+            [],
+            "put back byte for byte and not reloaded",
+        ),
+        ([], "writing it failed: disk full", True, [], "writing it failed: disk full"),
+        ([{"line_number": 1, "error": "x"}], None, True, [{"line_number": 9, "error": "y"}], "still reports errors"),
+        ([{"line_number": 1, "error": "x"}], None, False, [], "could NOT be put back; do not reload"),
+    ],
+)
+def test_hba_put_back(errors, failure, put_back, left, words):
+    report = lockdown.hba_put_back("/etc/pg_hba.conf", errors, failure, put_back, left)
+    assert words in report["message"] and report["reloaded"] is False and report["put_back"] is put_back
