@@ -25,7 +25,7 @@ PYTEST_ARGS ?=
 # (one per machine: never at the same time as test_hosts_outage.py). GATES_SERIAL=1: one at a time.
 TEST_LANES ?= "ruff ansible-lint unit molecule" "sanity integration molecule-hosts"
 # Molecule scenarios that bring up the `hosts` lab: run by molecule-hosts, excluded from molecule.
-MOLECULE_HOSTS_SCENARIOS ?=
+MOLECULE_HOSTS_SCENARIOS ?= partition
 
 .PHONY: help venv system-packages link lint ruff ansible-lint sanity unit \
         integration molecule molecule-hosts test rehearse lab-up lab-down lab-status build bench clean

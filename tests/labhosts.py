@@ -1,6 +1,7 @@
 """The `hosts` lab topology: every server on its own address in its own network namespace.
 
-    python tests/labhosts.py up | down | status      (make lab-up LAB=hosts, as root)
+    python tests/labhosts.py up | down | status [--json]      (make lab-up LAB=hosts, as root)
+    python tests/labhosts.py partition HOST | isolate HOST | heal   (the faults, for Molecule)
 
 One oltp tier (oltp-1 primary, oltp-2 and oltp-3 standbys in synchronous quorum ANY 1) and one
 PgBouncer, each in a network namespace `dbops-<host>` with its own address from 198.18.0.0/24:
@@ -782,11 +783,25 @@ class LabView:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "partition", "isolate", "heal"])
+    parser.add_argument("host", nargs="?", help="partition | isolate: the host (e.g. oltp-1)")
+    parser.add_argument("--json", action="store_true", help="status: one JSON list (Molecule reads it)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("labhosts: the hosts lab creates network namespaces and accounts: run it as root", file=sys.stderr)
         return 1
+    if args.action in ("partition", "isolate"):
+        if args.host not in {target.name for target in HOSTS}:
+            print("labhosts: %s needs one of %s" % (args.action, ", ".join(t.name for t in HOSTS)), file=sys.stderr)
+            return 2
+        (partition_from_controller if args.action == "partition" else isolate)(host(args.host))
+        return 0
+    if args.action == "heal":
+        heal()
+        return 0
+    if args.action == "status" and args.json:
+        print(json.dumps(status()))
+        return 0
     if args.action == "up":
         seconds = up()
         print("hosts lab up in %.1f s; inventory %s" % (seconds, INVENTORY.relative_to(REPO_ROOT)))

@@ -13,7 +13,8 @@ hosts lab creates network namespaces):
    trail; the old primary rejoins over SSH, not timed). Fencing (pg_fence) and the PgBouncer entry
    run over SSH here, so the per-task table shows what a fence over SSH costs.
 3. The same runs on a loopback lab of the same shape (ports DBOPS_BENCH_HOSTS_PORT_BASE, default
-   5870: PostgreSQL 5871-5873, PgBouncer 6870), then both labs are removed.
+   5870: PostgreSQL 5871-5873, PgBouncer 6870; lab root DBOPS_BENCH_HOSTS_ROOT), then both labs
+   are removed.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main() -> int:
             scratch_path / "inventory",
             tiers={"oltp": 2},
             port_base=port_base,
-            lab_root="/var/tmp/penguinmails-dbops-bench-hosts-loopback",
+            lab_root=os.environ.get("DBOPS_BENCH_HOSTS_ROOT", "/var/tmp/penguinmails-dbops-bench-hosts-loopback"),
         )
         with lablib.running(loopback):
             loopback_results = [

@@ -43,6 +43,47 @@ SLOT_EXISTS = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
 CREATE_SLOT = "SELECT pg_create_physical_replication_slot(%s, true)"
 
 
+# Why pg_rewind failed, from what it printed, in words an operator can act on. First match wins.
+REWIND_FAILURES = (
+    (
+        ("could not open file", "pg_wal"),
+        "the old primary no longer holds the WAL back to the last checkpoint before the timelines "
+        "diverged (a checkpoint it ran after it was cut off, e.g. the shutdown when it was fenced, "
+        "removed it): pg_rewind cannot find where they diverged",
+    ),
+    (
+        ("could not find previous wal record",),
+        "the old primary no longer holds the WAL back to the last checkpoint before the timelines "
+        "diverged: pg_rewind cannot find where they diverged",
+    ),
+    (
+        ("wal_log_hints",),
+        "the old primary has neither data checksums nor wal_log_hints=on, which pg_rewind needs",
+    ),
+    (
+        ("could not connect",),
+        "the old primary's host cannot connect to the new primary (network, pg_hba.conf or credentials)",
+    ),
+    (
+        ("connection to server",),
+        "the old primary's host cannot connect to the new primary (network, pg_hba.conf or credentials)",
+    ),
+    (
+        ("target server must be shut down cleanly",),
+        "the old primary was not shut down cleanly and pg_rewind could not finish its crash recovery",
+    ),
+)
+
+
+def rewind_failure_reason(output: str) -> Optional[str]:
+    """The cause of a failed pg_rewind in operator's words, or None when it is not a known one."""
+    lowered = output.lower()
+    for needles, reason in REWIND_FAILURES:
+        if all(needle in lowered for needle in needles):
+            return reason
+    return None
+
+
 def save_config(data_dir: str) -> Dict[str, bytes]:
     """The target's own configuration files, to put back after a rewind or re-clone."""
     saved = {}
@@ -235,11 +276,19 @@ class Rejoin:
             self.result["method"] = "reclone"
         else:
             configure_standby(self.data_dir, self.primary_conninfo(), self.slot)
+            reason = rewind_failure_reason(output)
             raise self.fail(
-                "pg_rewind of %s from %s failed (rc %d): %s. The server stays stopped with standby.signal; "
+                "pg_rewind of %s from %s failed (rc %d): %s%s. The server stays stopped with standby.signal; "
                 "rerun with rejoin_allow_reclone=true to discard its data directory and re-clone it"
-                % (self.data_dir, self.params.endpoint, rc, output.splitlines()[-1] if output else "no output"),
+                % (
+                    self.data_dir,
+                    self.params.endpoint,
+                    rc,
+                    output.splitlines()[-1] if output else "no output",
+                    " (%s)" % reason if reason else "",
+                ),
                 tool_output=output[-2000:],
+                rewind_failure=reason or "",
             )
         restore_config(self.data_dir, saved)
         configure_standby(self.data_dir, self.primary_conninfo(), self.slot)

@@ -122,6 +122,13 @@ tool_output:
   returned: when changed
   type: str
   sample: "pg_rewind: Done!"
+rewind_failure:
+  description:
+    - Why pg_rewind failed, in an operator's words, when the cause is a known one (empty otherwise).
+    - E.g. the old primary no longer holds the WAL back to the last checkpoint before the divergence.
+  returned: when pg_rewind failed and re-cloning was not allowed
+  type: str
+  sample: "the old primary has neither data checksums nor wal_log_hints=on, which pg_rewind needs"
 """
 
 import os

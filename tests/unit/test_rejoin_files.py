@@ -245,3 +245,34 @@ def test_a_refused_value_is_not_repeated_in_the_message(monkeypatch, data_dir):
     with pytest.raises(ActionFailed) as failed:
         flow.run()
     assert "pw-8812" not in str(failed.value) + str(failed.value.result)
+
+
+@pytest.mark.parametrize(
+    ("output", "words"),
+    [
+        (
+            'pg_rewind: error: could not open file "/srv/pg/data/pg_wal/000000010000000000000003": '
+            "No such file or directory",
+            "no longer holds the WAL",
+        ),
+        ("pg_rewind: error: could not find previous WAL record at 0/3000060", "cannot find where they diverged"),
+        (
+            'pg_rewind: error: target server needs to use either data checksums or "wal_log_hints = on"',
+            "wal_log_hints=on",
+        ),
+        (
+            'pg_rewind: error: could not connect to server: connection to server at "198.18.0.12", port 5432 '
+            "failed: Connection timed out",
+            "cannot connect to the new primary",
+        ),
+        ("pg_rewind: fatal: target server must be shut down cleanly", "not shut down cleanly"),
+        ("pg_rewind: error: something new", None),
+        ("", None),
+    ],
+)
+def test_rewind_failure_reason(output, words):
+    reason = rejoin.rewind_failure_reason(output)
+    if words is None:
+        assert reason is None
+    else:
+        assert words in reason
