@@ -26,6 +26,7 @@ Command line (the lab's `make lab-up LAB_ALERTS=1` runs `up` after the lab is up
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -121,9 +122,28 @@ class Target:
     exporter_port: int
 
 
+def load_inventory(path: Path) -> Dict[str, object]:
+    """A lab inventory file, with the group_vars/<group>.yml next to it merged into its groups."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text())
+    group_vars = path.parent / "group_vars"
+
+    def merge(name: str, group: Dict[str, object]) -> None:
+        extra = group_vars / ("%s.yml" % name)
+        if extra.is_file():
+            group["vars"] = dict(yaml.safe_load(extra.read_text()) or {}, **(group.get("vars") or {}))
+        for child, spec in (group.get("children") or {}).items():
+            if spec is None:
+                group["children"][child] = spec = {}
+            merge(child, spec)
+
+    merge("all", data["all"])
+    return data
+
+
 def read_inventory(path: Path) -> Dict[str, object]:
     """Lab servers by name (tier, port) and the lab's credentials, from a lab inventory."""
-    data = yaml.safe_load(Path(path).read_text())
+    data = load_inventory(path)
     top = data["all"]
     servers = {}
     for tier, group in top["children"]["postgres"]["children"].items():
@@ -309,7 +329,7 @@ class AlertPipeline:
     def inventory_with_localhost(self) -> Dict[str, object]:
         """The lab inventory with `localhost` listed: run_playbook limits a run to the ruleset's
         hosts (localhost), and an implicit localhost does not match a --limit."""
-        data = yaml.safe_load(self.inventory.read_text())
+        data = load_inventory(self.inventory)
         hosts = data["all"].setdefault("hosts", {}) or {}
         hosts["localhost"] = {"ansible_connection": "local"}
         data["all"]["hosts"] = hosts
@@ -353,17 +373,16 @@ class AlertPipeline:
 
     # ------------------------------------------------------------------ processes
     def _start(self, name: str, argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
-        log = open(self.root / ("%s.log" % name), "ab")
-        self.procs[name] = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=self.root,
-            start_new_session=True,
-        )
-        log.close()
+        with open(self.root / ("%s.log" % name), "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.root,
+                start_new_session=True,
+            )
         self._write(self.root / ("%s.pid" % name), "%d\n" % self.procs[name].pid)
 
     def exporter_env(self, target: Target) -> Dict[str, str]:
@@ -445,7 +464,7 @@ class AlertPipeline:
                 proc.wait(5)
         (self.root / ("%s.pid" % name)).unlink(missing_ok=True)
 
-    def up(self, rulebook: bool = True) -> "AlertPipeline":
+    def up(self, rulebook: bool = True) -> AlertPipeline:
         missing = missing_binaries()
         if missing:
             raise RuntimeError("the alert pipeline needs %s (tools/install-system-packages.sh)" % ", ".join(missing))
@@ -518,20 +537,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--auto-failover", action="store_true")
     args = parser.parse_args(argv)
     pipeline = AlertPipeline(
-        args.inventory, args.root, args.port_base, rulebook_vars={"eda_auto_failover": args.auto_failover}
+        args.inventory,
+        args.root,
+        args.port_base,
+        rulebook_vars={"eda_auto_failover": args.auto_failover},
+        inventory_vars={"dbops_incident_dir": str(Path(args.root) / "incidents")},
     )
     if args.action == "up":
         pipeline.up()
-        print("alert pipeline up: prometheus %d, alertmanager %d, rulebook webhook %d; pids in %s"
-              % (pipeline.prometheus_port, pipeline.alertmanager_port, pipeline.webhook_port, pipeline.root))  # fmt: skip
+        ports = (pipeline.prometheus_port, pipeline.alertmanager_port, pipeline.webhook_port)
+        print("alert pipeline up: prometheus %d, alertmanager %d, rulebook webhook %d" % ports)
         return 0
     for pid_file in sorted(Path(args.root).glob("*.pid")):
         pid = int(pid_file.read_text().strip() or 0)
         if pid > 0:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         pid_file.unlink()
     return 0
 

@@ -133,8 +133,9 @@ def main() -> int:
         print(
             "%3d  " % n + "  ".join("%16.2f" % r[m] for m in MARKS) + "  %12.2f  %4d" % (r["write_outage"], r["lost"])
         )
-    print("med  " + "  ".join("%16.2f" % statistics.median(r[m] for r in results) for m in MARKS)
-          + "  %12.2f  %4d" % (statistics.median(r["write_outage"] for r in results), sum(r["lost"] for r in results)))  # fmt: skip
+    medians = "  ".join("%16.2f" % statistics.median(r[m] for r in results) for m in MARKS)
+    outage = statistics.median(r["write_outage"] for r in results)
+    print("med  %s  %12.2f  %4d" % (medians, outage, sum(r["lost"] for r in results)))
     return 0
 
 
