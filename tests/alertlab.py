@@ -243,9 +243,11 @@ class AlertPipeline:
         self.inventory = Path(self.inventory)
         self.root = Path(self.root)
         valid_port(self.port_base)
-        valid_port(self.port_base + 199)
+        valid_port(self.port_base + 103)
         lab = read_inventory(self.inventory)
         self.lab_vars = lab["vars"]
+        if len(lab["servers"]) > 100:
+            raise ValueError("the pipeline scrapes at most 100 lab servers (one exporter port each)")
         self.targets = [
             Target(name, spec["tier"], spec["port"], valid_port(self.port_base + number))
             for number, (name, spec) in enumerate(sorted(lab["servers"].items()))

@@ -4,8 +4,8 @@ Prints figures, asserts nothing. Run by `make bench` (tools/bench.py) or alone:
 
     .venv/bin/python tools/bench_alerts.py [--runs 5]
 
-An oltp lab (primary + 2 standbys, PgBouncer; ports DBOPS_BENCH_ALERTS_PORT_BASE, default 5900;
-the pipeline at base+200..; lab root DBOPS_BENCH_ALERTS_ROOT) with the pipeline of
+An oltp lab (primary + 2 standbys, PgBouncer; ports DBOPS_BENCH_ALERTS_PORT_BASE, default 6100;
+the pipeline at base+20..base+123; lab root DBOPS_BENCH_ALERTS_ROOT) with the pipeline of
 tests/alertlab.py at its lab timings (scrape and evaluation 1 s, for 0 s, group_wait 0 s) and
 eda_auto_failover true. Per run: a client commits through PgBouncer every 50 ms
 (tests/appwriter.py), the primary's postmaster is SIGKILLed, and nobody types anything. Marks,
@@ -116,14 +116,14 @@ def main() -> int:
     if missing:
         print("bench_alerts: needs %s (tools/install-system-packages.sh)" % ", ".join(missing), file=sys.stderr)
         return 1
-    port_base = int(os.environ.get("DBOPS_BENCH_ALERTS_PORT_BASE", "5900"))
+    port_base = int(os.environ.get("DBOPS_BENCH_ALERTS_PORT_BASE", "6100"))
     lab_root = os.environ.get("DBOPS_BENCH_ALERTS_ROOT", "/var/tmp/penguinmails-dbops-bench-alerts")
     with tempfile.TemporaryDirectory(prefix="dbops-bench-alerts-") as scratch:
         lab = lablib.write_inventory(
             Path(scratch) / "inventory", tiers={"oltp": 2}, port_base=port_base, lab_root=lab_root
         )
         with lablib.running(lab):
-            results = [one_run(lab, Path(lab_root + "-pipeline"), port_base + 200, n) for n in range(1, args.runs + 1)]
+            results = [one_run(lab, Path(lab_root + "-pipeline"), port_base + 20, n) for n in range(1, args.runs + 1)]
     print(
         "\nseconds after the fault (SIGKILL of the oltp primary), load average %s"
         % " ".join("%.2f" % x for x in os.getloadavg())

@@ -9,8 +9,8 @@ Alertmanager re-sends the firing alert every 2 s here (repeat_interval), a flapp
 alert for real: the rulebook's throttle must keep it to one run.
 
 Ports and directories (env, with defaults):
-    DBOPS_ALERTS_TEST_PORT_BASE  lab servers at base, PgBouncer at base+1000, the pipeline at
-                                 base+200..base+399 (default 6900)
+    DBOPS_ALERTS_TEST_PORT_BASE  lab servers from base+1, PgBouncer at base+1000, the pipeline at
+                                 base+20..base+123 (default 6700)
     DBOPS_ALERTS_TEST_ROOT       lab root; the pipeline keeps its data in <root>-pipeline
                                  (default /var/tmp/penguinmails-dbops-alerts-pytest)
 Needs the Debian packages prometheus, prometheus-alertmanager, prometheus-postgres-exporter and
@@ -31,7 +31,7 @@ import alertlab
 import lablib
 import pytest
 
-PORT_BASE = int(os.environ.get("DBOPS_ALERTS_TEST_PORT_BASE", "6900"))
+PORT_BASE = int(os.environ.get("DBOPS_ALERTS_TEST_PORT_BASE", "6700"))
 LAB_ROOT = os.environ.get("DBOPS_ALERTS_TEST_ROOT", "/var/tmp/penguinmails-dbops-alerts-pytest")
 
 
@@ -50,7 +50,7 @@ def pipeline(tmp_path_factory):
         alerts = alertlab.AlertPipeline(
             lab.inventory,
             root,
-            PORT_BASE + 200,
+            PORT_BASE + 20,
             timings=alertlab.Timings(repeat_interval=2.0),
             rulebook_vars={"eda_auto_failover": True},
             inventory_vars={
