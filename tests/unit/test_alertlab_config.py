@@ -105,4 +105,4 @@ def test_configs_are_data_on_loopback(tmp_path):
 
 def test_port_block_must_fit():
     with pytest.raises(ValueError):
-        alertlab.AlertPipeline("unused.yml", "/nonexistent", 65400)
+        alertlab.AlertPipeline("unused.yml", "/nonexistent", 65500)
