@@ -19,6 +19,13 @@ LAB_INVENTORY ?= inventories/lab
 # LAB=hosts: the production-shaped topology (tests/labhosts.py, inventories/lab-hosts, docs/lab.md):
 # every server in its own network namespace on its own 198.18.0.x address, reached over SSH. Root only.
 LAB ?=
+# LAB_ALERTS=1: the lab also gets the live alert pipeline (tests/alertlab.py, docs/lab.md):
+# postgres-exporter, Prometheus, Alertmanager and ansible-rulebook on 127.0.0.1 from this port
+# base; LAB_AUTO_FAILOVER=1 lets an outage alert run the failover (eda_auto_failover).
+LAB_ALERTS ?=
+LAB_ALERTS_PORT_BASE ?= 9180
+LAB_ALERTS_ROOT ?= /var/tmp/penguinmails-dbops-lab-alerts
+LAB_AUTO_FAILOVER ?=
 PYTEST_ARGS ?=
 # make test runs two lanes side by side (tools/run-gates.sh): the static gates then the Molecule
 # scenarios, and sanity then the integration tests then the scenarios that need the `hosts` lab
@@ -95,8 +102,13 @@ lab-status: venv link
 else
 lab-up: venv link system-packages
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_state=present
+ifeq ($(LAB_ALERTS),1)
+	$(BIN)/python tests/alertlab.py up --inventory $(LAB_INVENTORY)/hosts.yml --root $(LAB_ALERTS_ROOT) \
+		--port-base $(LAB_ALERTS_PORT_BASE) $(if $(filter 1,$(LAB_AUTO_FAILOVER)),--auto-failover)
+endif
 
 lab-down: venv link
+	$(BIN)/python tests/alertlab.py down --inventory $(LAB_INVENTORY)/hosts.yml --root $(LAB_ALERTS_ROOT)
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_state=absent
 
 lab-status: venv link

@@ -9,6 +9,9 @@
 #     openssh-server (one sshd per lab host), sudo (the ops user's become),
 #     python3-psycopg2 (the lab hosts' Python for modules run over SSH)
 #   a Java 17+ runtime (ansible-rulebook's Drools engine, for the EDA rulebook tests)
+#   the alert pipeline of the lab (make lab-up LAB_ALERTS=1, the live EDA test):
+#     prometheus, prometheus-alertmanager, prometheus-postgres-exporter; the lab
+#     runs its own instances, their system services are kept from starting
 #
 # Quiet and exit 0 when everything is there. Otherwise, as root on Debian/Ubuntu,
 # install the missing packages with apt-get, non-interactively; as anyone else,
@@ -82,6 +85,9 @@ missing_packages() {
     command -v sudo >/dev/null || missing+=(sudo)
     /usr/bin/python3 -c 'import psycopg2' 2>/dev/null || missing+=(python3-psycopg2)
     java_ok || missing+=(default-jre-headless)
+    [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
+    [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
+    [[ -x /usr/bin/prometheus-postgres-exporter ]] || missing+=(prometheus-postgres-exporter)
     if ((${#missing[@]})); then
         printf '%s\n' "${missing[@]}"
     fi
