@@ -808,6 +808,9 @@ def triage(params: Mapping[str, Any]) -> Dict[str, Any]:
     id_base = params.get("incident_id_base")
     sliced = bool(params.get("sliced"))
     all_members = params.get("tier_members") or {}
+    for name, listed in all_members.items():
+        if not isinstance(listed, list) or not all(isinstance(member, str) and member for member in listed):
+            raise TriageError("tier_members: %s must be a list of host names (got %r)" % (name, listed))
 
     pool_items = pgbouncer_evidence(tiers, params.get("pgbouncers") or {})
     posthog_items, fleet_notes = posthog_evidence(tiers, params.get("posthog"))

@@ -64,18 +64,18 @@ def wait_until(predicate, timeout=30.0):
     return False
 
 
-def sliced_job(tmp_path, lab, storage, number):
+def sliced_job(tmp_path, lab, storage, number, slices=SLICES, survey=None, job_id=None):
     """Slice `number` of the triage template (job_slice_count 2): AWX's sliced inventory and the
     template's extra_vars (diagnose_sliced), the slice job's own id and the workflow job's."""
     pdd = private_data_dir(
         tmp_path,
         lab,
         storage,
-        WORKFLOW_JOB_ID + number,
-        {"incident_tier": ""},
+        job_id or WORKFLOW_JOB_ID + number,
+        survey or {"incident_tier": ""},
         {"diagnose_sliced": True, "awx_workflow_job_id": WORKFLOW_JOB_ID},
     )
-    inventory = slice_inventory(awx_inventory(lab, storage), number, SLICES)
+    inventory = slice_inventory(awx_inventory(lab, storage), number, slices)
     (pdd / "inventory" / "hosts").write_text(
         "#!%s\nimport json, sys\nif '--host' in sys.argv:\n    print('{}')\nelse:\n    print(json.dumps(%r))\n"
         % (sys.executable, inventory)
@@ -137,6 +137,17 @@ def test_a_sliced_triage_probes_every_host_once_and_opens_each_incident_once(lab
         record = json.loads((storage["incidents"] / incident_id / "record.json").read_text())
         job_ids = [str(run.get("job_id")) for run in record["runs"]]
         assert sorted(set(job_ids)) == ["501", "502"], job_ids
+
+        # A slice with no server of the asked tier (slice 3 of 3: oltp-1, pgbouncer-1) has no share
+        # of the work: it ends successfully, probes nothing and records nothing.
+        empty, inventory = sliced_job(
+            tmp_path, lab, storage, 3, slices=3, survey={"incident_tier": "content"}, job_id=603
+        )
+        assert inventory["content"]["hosts"] == []
+        job = run_job(empty, "triage")
+        assert (job.rc, job.status) == (0, "successful"), job.stdout[-3000:]
+        assert job.task_results("penguinmails.dbops.pg_health") == []
+        assert sorted(path.name for path in storage["incidents"].iterdir()) == [incident_id]
     finally:
         if lab.role(old, connect_timeout=2) != "primary":
             remove_stale_pid_file(str(old.data_dir))

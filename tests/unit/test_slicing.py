@@ -131,3 +131,16 @@ def test_a_down_member_of_a_slice_that_is_not_the_owner_is_still_said():
     assert incidents == []
     assert state["slice_view"]["verdict"] == "not_owner"
     assert any("oltp-2 does not answer" in note["message"] for note in state["notes"])
+
+
+@pytest.mark.parametrize("listed", ["oltp-1", [""], [1], {"a": 1}])
+def test_tier_members_that_are_not_a_list_of_names_are_refused(listed):
+    with pytest.raises(triage.TriageError, match="tier_members: oltp must be a list of host names"):
+        triage.triage(
+            {
+                "tiers": [{"name": "oltp", "members": ["oltp-2"]}],
+                "health": {"servers": {"oltp-2": DOWN}},
+                "sliced": True,
+                "tier_members": {"oltp": listed},
+            }
+        )
