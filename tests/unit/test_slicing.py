@@ -113,13 +113,13 @@ def test_a_slice_of_standbys_that_stream_opens_no_outage_where_a_whole_tier_view
     servers = {"oltp-2": standby(True)}
     state, incidents = classify(servers, sliced=True)
     assert incidents == [] and state["slice_view"]["verdict"] == "upstream_alive"
-    _, unsliced = classify(servers, sliced=False)
+    unsliced = classify(servers, sliced=False)[1]
     assert [incident["type"] for incident in unsliced] == ["db_outage"]
 
 
 def test_two_slices_of_a_dead_primary_open_the_same_incident_id():
-    _, first = classify({"oltp-1": DOWN, "oltp-3": standby(False)}, sliced=True)
-    _, second = classify({"oltp-2": standby(False)}, sliced=True)
+    first = classify({"oltp-1": DOWN, "oltp-3": standby(False)}, sliced=True)[1]
+    second = classify({"oltp-2": standby(False)}, sliced=True)[1]
     outage = [
         [incident["incident_id"] for incident in found if incident["type"] == "db_outage"] for found in (first, second)
     ]
