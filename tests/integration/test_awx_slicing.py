@@ -93,12 +93,13 @@ def test_a_sliced_triage_probes_every_host_once_and_opens_each_incident_once(lab
 
         slices = [sliced_job(tmp_path, lab, storage, number) for number in range(1, SLICES + 1)]
         everyone = inventory_hosts(awx_inventory(lab, storage))
-        covered = [host for unused, inventory in slices for host in inventory_hosts(inventory)]
+        covered = [host for job in slices for host in inventory_hosts(job[1])]
         assert sorted(covered) == everyone and len(covered) == len(set(covered))
 
         jobs = {}
         threads = [
-            threading.Thread(target=lambda p=pdd: jobs.__setitem__(p.name, run_job(p, "triage"))) for pdd, unused in slices
+            threading.Thread(target=lambda p=pdd: jobs.__setitem__(p.name, run_job(p, "triage")))
+            for pdd in (job[0] for job in slices)
         ]
         for thread in threads:
             thread.start()
@@ -111,7 +112,7 @@ def test_a_sliced_triage_probes_every_host_once_and_opens_each_incident_once(lab
 
         # Every PostgreSQL server probed exactly once, each by the slice that holds it.
         probed = {}
-        for (unused, inventory), name in zip(slices, names):
+        for inventory, name in zip((job[1] for job in slices), names):
             (sweep,) = jobs[name].task_results("penguinmails.dbops.pg_health")
             probed[name] = sorted(sweep["res"]["servers"])
             assert probed[name] == sorted(h for h in inventory_hosts(inventory) if h != "pgbouncer-1"), probed
