@@ -188,7 +188,8 @@ tiers:
     - Per tier, C(name), C(database), C(members), C(roles) (primary, standby or down per member, as the
       servers said), C(primary) (the one reachable primary, or null), C(primaries), C(status)
       (C(ok), C(notes) or C(incident)), C(types) (most urgent first), C(incidents) (as in RV(incidents)),
-      C(notes) (what is not OK but opens no incident) and C(summary) (readable lines).
+      C(notes) (what is not OK but opens no incident) and C(summary) (readable lines). With O(sliced),
+      C(slice_view) too (C(verdict) and C(reason) of the slice's outage rule).
   returned: always
   type: dict
   sample: {"oltp": {"primary": null, "status": "incident", "types": ["db_outage"],
