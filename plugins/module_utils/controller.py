@@ -105,10 +105,21 @@ def template_problems(
 ) -> List[str]:
     """What is wrong with the template entries: a playbook that does not exist, a survey variable
     no argument spec declares, a risky switch (one with a risk text) whose default is not its safe
-    value (`safe`, default false)."""
+    value (`safe`, default false), two entries with one name, a sliced template (job_slice_count
+    over 1) that changes servers or does not tell its playbook it is a slice (diagnose_sliced)."""
     problems = []
+    names = [template_name(entry) for entry in entries]
+    problems += ["%s: two templates have this name" % name for name in sorted(set(names)) if names.count(name) > 1]
     for entry in entries:
         name = template_name(entry)
+        slices = entry.get("job_slice_count", 1)
+        if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1:
+            problems.append("%s: job_slice_count must be a whole number of at least 1 (got %r)" % (name, slices))
+        elif slices > 1:
+            if entry.get("changes_servers"):
+                problems.append("%s: a runbook that changes servers cannot be sliced (AWX runs slices at once)" % name)
+            if (entry.get("extra_vars") or {}).get("diagnose_sliced") is not True:
+                problems.append("%s: a sliced template must set extra_vars diagnose_sliced: true" % name)
         if entry["playbook"] not in playbooks:
             problems.append("%s: playbook %s does not exist" % (name, entry["playbook"]))
         options = spec_options(specs, entry)

@@ -36,6 +36,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.findings import
     rank,
 )
 from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import redact_text
+from ansible_collections.penguinmails.dbops.plugins.module_utils.slicing import slice_outage_view
 
 OUTAGE, POOL, DATA, PERF, SECURITY = "db_outage", "pool_exhaustion", "data_integrity", "performance", "security_breach"
 # Ties in urgency (same severity and response target) are broken in this order.
@@ -723,19 +724,58 @@ def resolve_policy(policy: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     return resolved
 
 
+def sliced_outage_evidence(
+    members: Sequence[str],
+    roles: Mapping[str, str],
+    servers: Mapping[str, Any],
+    tier_members: Optional[Sequence[str]],
+) -> Tuple[List[Evidence], Dict[str, Any]]:
+    """Tier-level rule for an AWX job slice, which sees only its part of the tier (slicing.py)."""
+    view = slice_outage_view(members, roles, servers, tier_members)
+    if view["verdict"] == "primary":
+        return outage_evidence(members, roles, servers), view
+    if view["verdict"] != "outage":
+        return [], view
+    items = outage_evidence(members, roles, servers)
+    for item in items:
+        item["message"] = "%s (job slice: %s)" % (item["message"], view["reason"])
+    return items, view
+
+
 def classify_tier(
     tier: Mapping[str, Any],
     servers: Mapping[str, Any],
     extra: Sequence[Evidence],
     networks: Sequence[Any],
     expected_superusers: Sequence[str],
+    sliced: bool = False,
+    tier_members: Optional[Sequence[str]] = None,
 ) -> Tuple[Dict[str, Any], List[Evidence]]:
     members = tier["members"]
     roles = member_roles(members, servers)
     primaries = [member for member in members if roles[member] == "primary"]
     primary = primaries[0] if len(primaries) == 1 else None
-    items = outage_evidence(members, roles, servers)
+    view = None
+    if sliced:
+        items, view = sliced_outage_evidence(members, roles, servers, tier_members)
+    else:
+        items = outage_evidence(members, roles, servers)
     items += postgres_evidence(members, roles, servers, primary)
+    if view is not None and view["verdict"] in ("upstream_alive", "not_owner"):
+        # The slice sees no primary but judges the tier alive (or leaves it to its owner): a member
+        # of its own that does not answer is still worth saying.
+        items += [
+            evidence(
+                None,
+                "postgres",
+                member,
+                "connection",
+                CRITICAL,
+                "%s (job slice: %s)" % (why_down(member, servers), view["reason"]),
+            )
+            for member in members
+            if roles[member] == "down"
+        ]
     items += security_evidence(members, roles, servers, networks, expected_superusers)
     items += list(extra)
     state = {
@@ -746,6 +786,8 @@ def classify_tier(
         "primary": primary,
         "primaries": primaries,
     }
+    if view is not None:
+        state["slice_view"] = view
     return state, items
 
 
@@ -764,6 +806,11 @@ def triage(params: Mapping[str, Any]) -> Dict[str, Any]:
     expected = [str(user) for user in (params.get("expected_superusers") or DEFAULT_EXPECTED_SUPERUSERS)]
     raise_on_critical = params.get("raise_severity_on_critical", True)
     id_base = params.get("incident_id_base")
+    sliced = bool(params.get("sliced"))
+    all_members = params.get("tier_members") or {}
+    for name, listed in all_members.items():
+        if not isinstance(listed, list) or not all(isinstance(member, str) and member for member in listed):
+            raise TriageError("tier_members: %s must be a list of host names (got %r)" % (name, listed))
 
     pool_items = pgbouncer_evidence(tiers, params.get("pgbouncers") or {})
     posthog_items, fleet_notes = posthog_evidence(tiers, params.get("posthog"))
@@ -774,7 +821,13 @@ def triage(params: Mapping[str, Any]) -> Dict[str, Any]:
     incidents: List[Dict[str, Any]] = []
     for tier in tiers:
         state, items = classify_tier(
-            tier, servers, pool_items[tier["name"]] + posthog_items[tier["name"]], networks, expected
+            tier,
+            servers,
+            pool_items[tier["name"]] + posthog_items[tier["name"]],
+            networks,
+            expected,
+            sliced,
+            all_members.get(tier["name"]),
         )
         by_type, notes = group_incidents(items)
         tier_incidents = [
@@ -884,4 +937,6 @@ def argument_spec() -> Dict[str, Any]:
         "playbooks": {"type": "dict", "default": {}},
         "incident_id_base": {"type": "str"},
         "raise_severity_on_critical": {"type": "bool", "default": True},
+        "sliced": {"type": "bool", "default": False},
+        "tier_members": {"type": "dict", "default": {}},
     }

@@ -116,6 +116,20 @@ options:
       - When set, each incident gets the id V(<base>-<tier>-<type>), the id the diagnose role opens it
         with and the remediation playbook continues.
     type: str
+  sliced:
+    description:
+      - This run is one AWX job slice and O(tiers) hold only the slice's members. A tier's outage is
+        then judged from what those members report (a streaming standby proves a live primary
+        elsewhere); see plugins/module_utils/slicing.py.
+    type: bool
+    default: false
+  tier_members:
+    description:
+      - With O(sliced), the whole membership of each tier (tier name to hosts), when the inventory
+        declares it. The slice holding the first member by name owns the verdict on a tier none of
+        its members answers for.
+    type: dict
+    default: {}
   raise_severity_on_critical:
     description:
       - Raise a type's C(low) or C(medium) default severity by one level when one of its findings is CRITICAL.
@@ -174,7 +188,8 @@ tiers:
     - Per tier, C(name), C(database), C(members), C(roles) (primary, standby or down per member, as the
       servers said), C(primary) (the one reachable primary, or null), C(primaries), C(status)
       (C(ok), C(notes) or C(incident)), C(types) (most urgent first), C(incidents) (as in RV(incidents)),
-      C(notes) (what is not OK but opens no incident) and C(summary) (readable lines).
+      C(notes) (what is not OK but opens no incident) and C(summary) (readable lines). With O(sliced),
+      C(slice_view) too (C(verdict) and C(reason) of the slice's outage rule).
   returned: always
   type: dict
   sample: {"oltp": {"primary": null, "status": "incident", "types": ["db_outage"],

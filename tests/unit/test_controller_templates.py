@@ -32,7 +32,11 @@ SPECS = {
     for path in ROOT.glob("roles/*/meta/argument_specs.yml")
 }
 PLAYBOOKS = sorted(path.stem for path in (ROOT / "playbooks").glob("*.yml"))
-BY_PLAYBOOK = {entry["playbook"]: entry for entry in ENTRIES}
+# The first template of each playbook (the sliced triage is a second template of triage.yml).
+BY_PLAYBOOK = {}
+for _entry in ENTRIES:
+    BY_PLAYBOOK.setdefault(_entry["playbook"], _entry)
+BY_NAME = {controller.template_name(entry): entry for entry in ENTRIES}
 
 
 def test_the_entries_have_no_problem():
@@ -205,3 +209,35 @@ def test_dispatch(stats, kind, run, published):
     verdict = controller_dispatch(stats, kind)
     assert verdict["run"] is run
     assert verdict["stats"] == published
+
+
+def test_the_sliced_triage_runs_in_two_slices_and_tells_its_playbook():
+    sliced = BY_NAME["dbops triage (sliced)"]
+    assert sliced["playbook"] == "triage"
+    assert sliced["job_slice_count"] == 2
+    assert sliced["extra_vars"] == {"diagnose_sliced": True}
+    assert not sliced.get("changes_servers")
+    # The workflow's triage stays one job: one set_stats for the gates.
+    assert BY_NAME["dbops triage"].get("job_slice_count", 1) == 1
+    assert all(entry.get("job_slice_count", 1) == 1 for entry in ENTRIES if entry.get("changes_servers"))
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"job_slice_count": 2, "extra_vars": {}}, "must set extra_vars diagnose_sliced: true"),
+        ({"job_slice_count": 2, "changes_servers": True}, "cannot be sliced"),
+        ({"job_slice_count": 0}, "at least 1"),
+        ({"job_slice_count": "2"}, "at least 1"),
+        ({"name": "dbops triage"}, "two templates have this name"),
+        ({}, None),
+    ],
+)
+def test_a_wrong_slicing_entry_is_a_problem(change, problem):
+    entry = dict(BY_NAME["dbops triage (sliced)"], **change)
+    entries = [entry if other is BY_NAME["dbops triage (sliced)"] else other for other in ENTRIES]
+    problems = controller.template_problems(entries, SPECS, PLAYBOOKS)
+    if problem is None:
+        assert problems == []
+    else:
+        assert any(problem in line for line in problems), problems
