@@ -168,7 +168,7 @@ def test_check_mode_plans_the_lockdown_and_changes_nothing(lab, tmp_path):
         done = lablib.run_playbook(lab.inventory, PLAYBOOK, extra, args=["--check"], timeout=180)
         assert done.rc == 0, done.stdout[-3000:]
         # The rotation is planned, not done: no file, the old password still logs in.
-        assert 'ALTER ROLE \\"sec_check_app\\" PASSWORD \'********\'' in done.stdout, done.stdout[-5000:]
+        assert "ALTER ROLE \\\"sec_check_app\\\" PASSWORD '********'" in done.stdout, done.stdout[-5000:]
         assert not (tmp_path / "rotated.yml").exists()
         lablib.connect(server.port, "sec_check_app", "sec-check-app-password").close()
         assert 'ALTER ROLE \\"sec_suspect\\" NOLOGIN CONNECTION LIMIT 0' in done.stdout
