@@ -190,10 +190,7 @@ class RoleLockdown:
     # -- refusals -------------------------------------------------------------------------------
 
     def refuse(self, roles: Dict[str, Dict[str, Any]]) -> None:
-        for name in self.roles:
-            problem = lockdown.role_name_problem(name)
-            if problem:
-                raise self.fail(problem)
+        self.refuse_names_only()
         refusal = lockdown.lockdown_refusal(self.roles, roles, self.params.user)
         if refusal:
             raise self.fail("%s: %s" % (self.params.endpoint, refusal))
