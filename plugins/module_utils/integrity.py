@@ -267,53 +267,196 @@ def budget_left(elapsed_s: float, budget_s: float) -> bool:
     return budget_s <= 0 or elapsed_s < budget_s
 
 
+def row_recovery(findings: Sequence[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[str], List[str]]:
+    """What the row checks' findings ask for: (quarantine targets, tables to restore, lines for a person).
+
+    Each table's rows are quarantined by its key; the table is restored and diffed, and for orphans the
+    parent table too (its rows went missing). Rows without a key, or keyed differently by two checks,
+    are for a person.
+    """
+    quarantine: Dict[str, Dict[str, Any]] = {}
+    restore = set()
+    for_a_person = []
+    for finding in findings:
+        if finding["check"] not in ROW_CHECKS:
+            continue
+        restore.add(finding["table"])
+        if finding.get("references"):
+            restore.add(finding["references"])
+        if not finding.get("keys"):
+            for_a_person.append("%s: %s (no key to quarantine by)" % (finding["table"], finding["problem"]))
+            continue
+        entry = quarantine.setdefault(finding["table"], {"table": finding["table"], "key": finding["key"], "keys": []})
+        if entry["key"] != finding["key"]:
+            for_a_person.append("%s: rows of %s keyed differently" % (finding["table"], finding["problem"]))
+            continue
+        for key in finding["keys"]:
+            if key not in entry["keys"]:
+                entry["keys"].append(key)
+    return [quarantine[table] for table in sorted(quarantine)], sorted(restore), for_a_person
+
+
 def recovery_plan(findings: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
-    """What the runbook does about the findings.
+    """What the runbook does about one server's findings.
 
     reindex: corrupt B-tree indexes (rebuilt concurrently, then re-checked); quarantine: per table, the
     keys of the rows the row checks named (copied aside, writes revoked); restore: tables with heap
     corruption or bad rows, and the parents of orphaned rows (restored at the target time into a
     throw-away instance and diffed);
     for_a_person: what the runbook cannot repair itself (a checksum failure outside a table, rows
-    without a key).
+    without a key, heap corruption).
     """
-    reindex = sorted({f["relation"] for f in findings if f["check"] in INDEX_CHECKS})
-    quarantine: Dict[str, Dict[str, Any]] = {}
-    restore = set()
-    for_a_person = []
-    for finding in findings:
-        if finding["check"] in ROW_CHECKS:
-            restore.add(finding["table"])
-            # Orphans mean parents went missing: the parent table is restored and diffed too.
-            if finding.get("references"):
-                restore.add(finding["references"])
-            if not finding.get("keys"):
-                for_a_person.append("%s: %s (no key to quarantine by)" % (finding["table"], finding["problem"]))
-                continue
-            entry = quarantine.setdefault(
-                finding["table"], {"table": finding["table"], "key": finding["key"], "keys": []}
-            )
-            if entry["key"] != finding["key"]:
-                for_a_person.append("%s: rows of %s keyed differently" % (finding["table"], finding["problem"]))
-                continue
-            for key in finding["keys"]:
-                if key not in entry["keys"]:
-                    entry["keys"].append(key)
-        elif finding["check"] == VERIFY_HEAPAM:
-            restore.add(finding["table"])
-        elif finding["check"] == CHECKSUMS:
-            for_a_person.append(finding["problem"])
+    quarantine, restore, for_a_person = row_recovery(findings)
+    for_a_person.extend(f["problem"] for f in findings if f["check"] == CHECKSUMS)
     heap = sorted((f["table"], f.get("blocks", [])) for f in findings if f["check"] == VERIFY_HEAPAM)
     for_a_person.extend(
         "%s: heap corruption in blocks %s; restore it from a backup" % (table, blocks) for table, blocks in heap
     )
     return {
-        "reindex": reindex,
-        "quarantine": [quarantine[table] for table in sorted(quarantine)],
-        "restore": sorted(restore),
+        "reindex": sorted({f["relation"] for f in findings if f["check"] in INDEX_CHECKS}),
+        "quarantine": quarantine,
+        "restore": sorted(set(restore) | {entry[0] for entry in heap}),
         "for_a_person": for_a_person,
         "clean": not findings,
     }
+
+
+# How one copy's damaged files are recovered, given which copies are damaged (recovery_across_copies).
+REINDEX_PRIMARY = "reindex_on_primary"
+RECLONE_STANDBY = "reclone_standby"
+SWITCH_OVER = "switch_over_to_clean_copy"
+RESTORE_FROM_BACKUP = "restore_from_backup"
+FIND_THE_PAGE = "find_the_damaged_page"
+_DAMAGE_KINDS = {BT_INDEX_CHECK: "index", BT_PARENT_CHECK: "index", VERIFY_HEAPAM: "heap", CHECKSUMS: "checksums"}
+
+
+def copy_damage(findings: Sequence[Mapping[str, Any]]) -> Dict[Tuple[str, str], Mapping[str, Any]]:
+    """One copy's damaged files: (index|heap|checksums, relation) -> its finding.
+
+    Row checks are left out: bad rows are data, the same on every copy by replication. A checksum
+    failure on a copy that also has a damaged index or heap page is that page's, not damage of its own.
+    """
+    damage = {(_DAMAGE_KINDS[f["check"]], f["relation"]): f for f in findings if f["check"] in _DAMAGE_KINDS}
+    if any(key[0] != "checksums" for key in damage):
+        damage.pop(("checksums", ""), None)
+    return damage
+
+
+def _blocks(finding: Mapping[str, Any]) -> str:
+    return " (blocks %s)" % finding["blocks"] if finding.get("blocks") else ""
+
+
+def damage_path(
+    kind: str, relation: str, primary: str, damaged: Mapping[str, Mapping[str, Any]], clean: Sequence[str]
+) -> Dict[str, Any]:
+    """How to recover one relation's damaged files, from which copies have them (`damaged`: copy ->
+    finding) and which checked copies are clean.
+
+    A B-tree index is rebuilt on the primary whichever copy is damaged: REINDEX writes a new file that
+    every standby replays. A checksum failure that no check in scope explains names no page (the
+    counter is database-wide and keeps failures of pages since repaired or dropped): the page is to be
+    found first, with the checks over the whole database. A heap page cannot be rebuilt from anything
+    the server has: damaged only on standbys, they are re-cloned from the primary and the
+    primary is left alone; damaged on the primary while a standby holds a clean copy, that standby is
+    the better source (switch over to it, then re-clone the old primary), since a restore from a backup
+    loses the writes made after it; damaged on every copy checked, only a backup is left.
+    """
+    name = relation or "the database"
+    on_primary = primary in damaged
+    standbys = sorted(copy for copy in damaged if copy != primary)
+    clean_standbys = [copy for copy in clean if copy != primary]
+    if kind == "index":
+        path = REINDEX_PRIMARY
+        action = "rebuild %s on %s (REINDEX CONCURRENTLY; the standbys replay the new index)" % (name, primary)
+    elif kind == "checksums":
+        path = FIND_THE_PAGE
+        action = "%s: %s, and no check in scope found the page: check the whole database (no integrity_scope)" % (
+            ", ".join(sorted(damaged)),
+            "; ".join(damaged[copy]["problem"] for copy in sorted(damaged)),
+        )
+    elif not on_primary:
+        path = RECLONE_STANDBY
+        action = "re-clone %s from %s: %s's copy of %s is damaged%s, the primary's is clean" % (
+            ", ".join(standbys),
+            primary,
+            standbys[0],
+            name,
+            _blocks(damaged[standbys[0]]),
+        )
+    elif clean_standbys:
+        path = SWITCH_OVER
+        action = (
+            "%s's copy of %s is damaged%s and %s's is clean: switch over to %s (a planned switchover), then "
+            "re-clone %s; a restore from a backup would lose the writes made since that backup"
+            % (primary, name, _blocks(damaged[primary]), clean_standbys[0], clean_standbys[0], primary)
+        )
+    else:
+        path = RESTORE_FROM_BACKUP
+        action = "%s: damaged on every copy checked (%s)%s; restore it from a backup" % (
+            name,
+            ", ".join(sorted(damaged)),
+            _blocks(damaged[primary]),
+        )
+    return {
+        "kind": kind,
+        "relation": relation,
+        "table": damaged[primary if on_primary else standbys[0]].get("table", ""),
+        "damaged_on": sorted(damaged),
+        "clean_on": sorted(clean),
+        "path": path,
+        "action": action,
+    }
+
+
+def recovery_across_copies(
+    primary: str, primary_scan: Mapping[str, Any], standby_scans: Mapping[str, Mapping[str, Any]]
+) -> Dict[str, Any]:
+    """The recovery plan when the tier's standbys were checked too (pg_integrity on each).
+
+    `standby_scans`: standby -> its pg_integrity result, or {failed: true, msg} when it could not be
+    checked (a copy not checked is never taken for clean). The primary's plan, changed where a copy
+    decides the path (damage_path): indexes damaged only on a standby are rebuilt on the primary too;
+    a table whose heap a standby holds clean is not restored from a backup (unless its rows are bad,
+    which every copy shares); a damaged heap page is for a person, with the path to take.
+    """
+    findings = list(primary_scan.get("findings") or [])
+    scans = {primary: findings}
+    unchecked = []
+    for standby in sorted(standby_scans):
+        scan = standby_scans[standby]
+        if scan.get("failed") or "findings" not in scan:
+            unchecked.append({"member": standby, "reason": str(scan.get("msg") or "not checked")})
+        elif not scan.get("standby", True):
+            unchecked.append({"member": standby, "reason": "not a standby (it is not in recovery)"})
+        else:
+            scans[standby] = list(scan["findings"])
+    damage_by_copy = {copy: copy_damage(found) for copy, found in scans.items()}
+    relations = sorted({key for damage in damage_by_copy.values() for key in damage})
+    damage = []
+    for kind, relation in relations:
+        damaged = {copy: found[(kind, relation)] for copy, found in damage_by_copy.items() if (kind, relation) in found}
+        clean = [copy for copy in scans if copy not in damaged]
+        damage.append(damage_path(kind, relation, primary, damaged, clean))
+
+    quarantine, row_restore, for_a_person = row_recovery(findings)
+    heap_restore = {entry["table"] for entry in damage if entry["path"] == RESTORE_FROM_BACKUP and entry["table"]}
+    copies = {"checked": sorted(scans), "unchecked": unchecked, "damage": damage}
+    for_a_person.extend(copies_advice({"copies": copies}))
+    for_a_person.extend("%s could not be checked: %s" % (item["member"], item["reason"]) for item in unchecked)
+    return {
+        "reindex": sorted({entry["relation"] for entry in damage if entry["path"] == REINDEX_PRIMARY}),
+        "quarantine": quarantine,
+        "restore": sorted(set(row_restore) | heap_restore),
+        "for_a_person": for_a_person,
+        "clean": not findings and not damage and not unchecked,
+        "copies": copies,
+    }
+
+
+def copies_advice(plan: Mapping[str, Any]) -> List[str]:
+    """The paths a person takes for the damaged files of a plan across copies (the index rebuilds are the run's)."""
+    damage = (plan.get("copies") or {}).get("damage") or []
+    return [entry["action"] for entry in damage if entry["path"] != REINDEX_PRIMARY]
 
 
 def quarantine_table_name(table: str, incident_id: str) -> str:
@@ -381,20 +524,43 @@ def row_diff(
     return {"missing": missing, "changed": changed, "extra": extra}
 
 
-def verification(before: Mapping[str, Any], after: Mapping[str, Any]) -> Dict[str, Any]:
+def verification(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    standbys_before: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    standbys_after: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    advice: Sequence[str] = (),
+) -> Dict[str, Any]:
     """pg_integrity before and after the run -> verified (nothing found any more, everything reached)
-    and what remains for a person."""
+    and what remains for a person.
+
+    With the standbys checked too (`standbys_*`: standby -> pg_integrity result, or {failed, msg}),
+    damaged files left on a standby remain, and so does a standby that could not be checked again; their
+    rows are the primary's (copy_damage). `advice` (the paths of recovery_across_copies) goes with
+    what remains.
+    """
     remaining = [
         "%s %s: %s" % (f["check"], f["relation"] or "(database)", f["problem"]) for f in after.get("findings") or []
     ]
-    not_reached = list(after.get("not_reached") or [])
-    remaining.extend("not reached within the budget: %s" % item for item in not_reached)
+    remaining.extend("not reached within the budget: %s" % item for item in after.get("not_reached") or [])
+    for standby, scan in sorted((standbys_after or {}).items()):
+        if scan.get("failed") or "findings" not in scan:
+            remaining.append("%s could not be checked again: %s" % (standby, scan.get("msg") or "not checked"))
+            continue
+        remaining.extend(
+            "on %s: %s %s: %s" % (standby, f["check"], f["relation"] or "(database)", f["problem"])
+            for f in copy_damage(scan["findings"]).values()
+        )
+        not_reached = scan.get("not_reached") or []
+        remaining.extend("on %s: not reached within the budget: %s" % (standby, item) for item in not_reached)
     found = len(before.get("findings") or [])
-    if remaining:
-        reason = "%d finding(s) before, %d remain" % (found, len(remaining))
-    else:
-        reason = "%d finding(s) before, the checks pass now" % found
-    return {"verified": not remaining, "reason": reason, "remaining": remaining}
+    on_standbys = sum(len(copy_damage(scan.get("findings") or [])) for scan in (standbys_before or {}).values())
+    found_text = "%d finding(s) before%s" % (found, " (and %d on standbys)" % on_standbys if on_standbys else "")
+    reason = "%s, %d remain" % (found_text, len(remaining)) if remaining else "%s, the checks pass now" % found_text
+    verdict = {"verified": not remaining, "reason": reason, "remaining": remaining}
+    if remaining and advice:
+        verdict["advice"] = list(advice)
+    return verdict
 
 
 def run_outcome(
@@ -407,9 +573,11 @@ def run_outcome(
         return {"outcome": "escalated", "note": "; ".join(str(failure) for failure in failures)}
     if verdict and not verdict.get("verified"):
         kept = " (quarantine kept in place)" if quarantined else ""
+        advice = "; what to do: %s" % "; ".join(verdict["advice"]) if verdict.get("advice") else ""
         return {
             "outcome": "escalated",
-            "note": "for a person%s: %s" % (kept, "; ".join(verdict.get("remaining") or [verdict.get("reason", "")])),
+            "note": "for a person%s: %s%s"
+            % (kept, "; ".join(verdict.get("remaining") or [verdict.get("reason", "")]), advice),
         }
     reason = "; %s" % verdict["reason"] if verdict else ""
     if changed:
