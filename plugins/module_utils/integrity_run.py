@@ -103,16 +103,40 @@ FROM pg_stat_database WHERE datname = current_database()
 """
 
 
+# The WAL position the scan saw: written on a primary, replayed on a standby.
+CATALOG_SQL = """
+SELECT pg_is_in_recovery(), (SELECT extversion FROM pg_extension WHERE extname = 'amcheck'),
+       (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text
+"""
+
+REPLAYED_SQL = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %s::pg_lsn, pg_last_wal_replay_lsn()::text"
+
+
+def wait_for_replay(
+    conn: Any, params: ConnectionParams, lsn: str, timeout_s: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """On a standby, wait until it has replayed WAL up to `lsn` (the primary's, after its repairs), so its
+    checks see them; ValueError when it has not within timeout_s. A primary does not wait."""
+    deadline = clock() + timeout_s
+    while True:
+        in_recovery, replayed, position = execute(conn, params, REPLAYED_SQL, [lsn]).fetchone()
+        if not in_recovery or replayed:
+            return
+        if clock() >= deadline:
+            raise ValueError(
+                "the standby has not replayed the primary's WAL up to %s within %ss (it is at %s)"
+                % (lsn, timeout_s, position)
+            )
+        time.sleep(0.1)
+
+
 def read_catalog(conn: Any, params: ConnectionParams) -> Dict[str, Any]:
     system = list(SYSTEM_SCHEMAS)
-    in_recovery, amcheck = execute(
-        conn,
-        params,
-        "SELECT pg_is_in_recovery(), (SELECT extversion FROM pg_extension WHERE extname = 'amcheck')",
-    ).fetchone()
+    in_recovery, amcheck, wal_lsn = execute(conn, params, CATALOG_SQL).fetchone()
     return {
         "standby": bool(in_recovery),
         "amcheck": amcheck,
+        "wal_lsn": wal_lsn,
         "tables": fetch_dicts(conn, params, TABLES_SQL, [system]),
         "indexes": fetch_dicts(conn, params, INDEXES_SQL, [system]),
         "constraints": fetch_dicts(conn, params, CONSTRAINTS_SQL, [system]),
@@ -306,12 +330,15 @@ def run_check(
 def scan(
     conn: Any, params: ConnectionParams, options: Mapping[str, Any], clock: Callable[[], float] = time.monotonic
 ) -> Dict[str, Any]:
+    if options.get("wait_for_replay_lsn"):
+        wait_for_replay(conn, params, options["wait_for_replay_lsn"], float(options["check_timeout_s"]), clock)
     catalog = read_catalog(conn, params)
     tables, checks = validated_scope(conn, params, catalog, options)
     started_at = execute(conn, params, "SELECT now()::text").fetchone()[0]
     pkeys = {qualified(t["schema"], t["name"]): list(t["pkey"]) for t in tables}
     base = {
         "standby": catalog["standby"],
+        "wal_lsn": catalog["wal_lsn"],
         "database": params.dbname,
         "tables": sorted(pkeys),
         "bytes_in_scope": sum(int(t["bytes"] or 0) for t in tables)

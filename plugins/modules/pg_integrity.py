@@ -76,6 +76,12 @@ options:
     description: Check the inputs with the server and list the checks that would run; run none.
     type: bool
     default: false
+  wait_for_replay_lsn:
+    description:
+      - On a standby, wait until it has replayed WAL up to this position (for example RV(wal_lsn) of the
+        primary's check after its repairs) before checking, for at most O(check_timeout_s); fail if it
+        has not. A primary does not wait.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -154,6 +160,13 @@ standby:
   returned: always
   type: bool
   sample: false
+wal_lsn:
+  description:
+    - The WAL position when the checks started, written (on a primary) or replayed (on a standby). A
+      standby checked after repairs on the primary waits for it (O(wait_for_replay_lsn)).
+  returned: always
+  type: str
+  sample: 0/3000148
 started_at:
   description: The server's time when the checks started.
   returned: always
@@ -181,6 +194,8 @@ endpoint:
   sample: 127.0.0.1:5432
 """
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.connected import run_connected
 from ansible_collections.penguinmails.dbops.plugins.module_utils.integrity_run import scan
@@ -189,6 +204,8 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     connection_argument_spec,
     ensure_psycopg2,
 )
+
+LSN_RE = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 
 
 def argument_spec() -> dict:
@@ -204,6 +221,7 @@ def argument_spec() -> dict:
         row_limit={"type": "int", "default": 1000},
         checksum_failures_since={"type": "str"},
         validate_only={"type": "bool", "default": False},
+        wait_for_replay_lsn={"type": "str"},
     )
     return spec
 
@@ -214,6 +232,9 @@ def main() -> None:
     check_module_timeouts(module, ["check_timeout_s"])
     if module.params["budget_s"] < 0:
         module.fail_json(msg="budget_s must be at least 0 (got %s)" % module.params["budget_s"])
+    lsn = module.params["wait_for_replay_lsn"]
+    if lsn and not LSN_RE.match(lsn):
+        module.fail_json(msg="wait_for_replay_lsn must be a WAL position like 0/3000148 (got %r)" % lsn)
     if module.params["row_limit"] < 1:
         module.fail_json(msg="row_limit must be at least 1 (got %s)" % module.params["row_limit"])
     # The client-side deadline of each statement leaves the server's statement_timeout room to fire first.
