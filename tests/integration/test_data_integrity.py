@@ -1,7 +1,7 @@
 """The data integrity runbook against real damage, on one lab shared by every test of this file.
 
-Ports: DBOPS_INTEGRITY_TEST_PORT_BASE (default 5960; the content tier's one server listens on
-base + 11, the throw-away restored instance on base + 50, no PgBouncer), data under
+Ports: DBOPS_INTEGRITY_TEST_PORT_BASE (default 5960; the content tier's primary listens on base + 11
+and its standby on base + 12, the throw-away restored instance on base + 50, no PgBouncer), data under
 DBOPS_INTEGRITY_TEST_ROOT (the restores under its restore/). The content tier takes real pgBackRest
 backups (a full backup when the lab comes up, WAL archived). Damage is real: bytes of a heap page or
 of a B-tree index page are overwritten while the server is stopped (the lab has data checksums), rows
@@ -56,7 +56,7 @@ def lab(tmp_path_factory):
         pytest.skip("the lab needs %s; run tools/install-system-packages.sh" % ", ".join(missing))
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("integrity-lab"),
-        tiers={"content": 0},
+        tiers={"content": 1},
         port_base=PORT_BASE,
         lab_root=LAB_ROOT,
         with_pgbouncer=False,
@@ -67,8 +67,8 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def sql(lab, statement, args=None, dbname=DATABASE):
-    conn = lab.connect(lab.primary("content"), dbname=dbname)
+def sql(lab, statement, args=None, dbname=DATABASE, server=None):
+    conn = lab.connect(server or lab.primary("content"), dbname=dbname)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -108,11 +108,25 @@ def closing(record):
     return [entry for entry in record["timeline"] if entry["name"] == "close"][-1]["result"]
 
 
-def damage_block(lab, relation, block, dbname=DATABASE):
-    """Overwrite 64 bytes in the middle of `block` of `relation`'s file while its server is stopped."""
-    server = lab.primary("content")
+def standby(lab):
+    return next(server for server in lab.tier("content") if server != lab.primary("content"))
+
+
+def wait_replayed(lab):
+    """Until the standby has replayed everything the primary wrote so far."""
+    lsn = sql(lab, "SELECT pg_current_wal_lsn()::text")[0][0]
+    query = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
+    assert lablib.wait_until(lambda: sql(lab, query, [lsn], server=standby(lab))[0][0], timeout=30), lsn
+
+
+def damage_block(lab, relation, block, dbname=DATABASE, server=None):
+    """Overwrite 64 bytes in the middle of `block` of `relation`'s file while its server (the primary, or
+    the standby given) is stopped. The standby first replays a checkpoint after everything written, so
+    its restart does not replay a page image over the damage."""
+    server = server or lab.primary("content")
     path = Path(server.data_dir) / sql(lab, "SELECT pg_relation_filepath(%s)", [relation], dbname)[0][0]
     sql(lab, "CHECKPOINT")
+    wait_replayed(lab)
     lablib.stop_server(server)
     with open(path, "r+b") as handle:
         handle.seek(block * 8192 + 4000)
@@ -340,3 +354,91 @@ def test_restore_and_diff_names_the_rows_and_applies_them(lab, run):
     again = run(incident_id="INTEGRITY-RESTORE-AGAIN", integrity_apply_restore=True, **options)
     assert again.rc == 0 and again.recap["localhost"]["changed"] == 0, again.stdout[-3000:]
     assert again.record["outcome"] == "no_action"
+
+
+COPIES = """
+CREATE TABLE copy_index (id bigint PRIMARY KEY, body text NOT NULL);
+INSERT INTO copy_index SELECT g, repeat('i', 200) || g FROM generate_series(1, 20000) g;
+CREATE TABLE copy_heap_standby (id bigint PRIMARY KEY, body text NOT NULL);
+INSERT INTO copy_heap_standby SELECT g, repeat('s', 100) || g FROM generate_series(1, 3000) g;
+CREATE TABLE copy_heap_primary (id bigint PRIMARY KEY, body text NOT NULL);
+INSERT INTO copy_heap_primary SELECT g, repeat('p', 100) || g FROM generate_series(1, 3000) g;
+"""
+
+
+@pytest.fixture
+def copies(lab):
+    """Tables whose copies get damaged one at a time. Frozen first: reading them later sets no hint bit,
+    so the primary writes no page image that would repair a standby's damaged copy. Dropped afterwards:
+    the drop removes the damaged files on every copy."""
+    sql(lab, COPIES)
+    sql(lab, "VACUUM (FREEZE, ANALYZE) copy_index, copy_heap_standby, copy_heap_primary")
+    yield
+    sql(lab, "DROP TABLE copy_index, copy_heap_standby, copy_heap_primary")
+
+
+def test_index_damaged_on_the_standby_only_is_rebuilt_on_the_primary(lab, run, copies):
+    replica = standby(lab)
+    damage_block(lab, "copy_index_pkey", 1, server=replica)
+    with pytest.raises(Exception, match="invalid page in block 1"):
+        sql(lab, "SELECT bt_index_check('copy_index_pkey')", server=replica)
+    options = {"integrity_scope": {"tables": ["public.copy_index"]}, "integrity_check_standbys": True}
+
+    done = run(incident_id="INTEGRITY-COPY-INDEX", **options)
+    assert done.rc == 0, done.stdout[-4000:]
+    found = step(done.record, "decision", "identify scope")["details"]
+    # The primary's copy is clean: alone, it would find nothing (its database-wide checksum counter still
+    # holds the failures of the pages earlier tests damaged).
+    assert [f for f in found["findings"] if f["check"] != "checksum_failures"] == [], found
+    on_standby = found["standbys"][replica.name]["findings"]
+    assert [(f["check"], f["relation"], f["blocks"]) for f in on_standby][:1] == [
+        ("bt_index_check", "public.copy_index_pkey", [1])
+    ], on_standby
+    damage = {d["relation"]: (d["path"], d["damaged_on"]) for d in found["plan"]["copies"]["damage"]}
+    assert damage["public.copy_index_pkey"] == ("reindex_on_primary", [replica.name]), damage
+    assert found["plan"]["reindex"] == ["public.copy_index_pkey"]
+    assert step(done.record, "action", "rebuild corrupt indexes")["changed"]
+    assert done.record["outcome"] == "resolved", closing(done.record)
+    # The standby replayed the index the primary rebuilt: amcheck passes on its copy, its lookups work.
+    assert sql(lab, "SELECT bt_index_check('copy_index_pkey', true)", server=replica) == [("",)]
+    assert sql(lab, "SELECT body FROM copy_index WHERE id = 777", server=replica) == [("i" * 200 + "777",)]
+
+    again = run(incident_id="INTEGRITY-COPY-INDEX-2", **options)
+    assert again.rc == 0 and again.recap["localhost"]["changed"] == 0, again.stdout[-3000:]
+    assert again.record["outcome"] == "no_action"
+
+
+def test_a_heap_page_damaged_on_one_copy_changes_the_recovery_path(lab, run, copies):
+    primary, replica = lab.primary("content"), standby(lab)
+    target = sql(lab, "SELECT now()::text")[0][0]
+    damage_block(lab, "copy_heap_standby", 1, server=replica)
+    damage_block(lab, "copy_heap_primary", 1)
+
+    done = run(
+        incident_id="INTEGRITY-COPY-HEAP",
+        integrity_scope={"tables": ["public.copy_heap_standby", "public.copy_heap_primary"]},
+        integrity_check_standbys=True,
+        integrity_restore_target=target,
+        integrity_restore_port=RESTORE_PORT,
+        integrity_restore_root=RESTORE_ROOT,
+    )
+    assert done.rc == 0, done.stdout[-4000:]
+    plan = step(done.record, "decision", "identify scope")["details"]["plan"]
+    paths = {d["relation"]: (d["path"], d["damaged_on"], d["clean_on"]) for d in plan["copies"]["damage"]}
+    assert paths == {
+        # Only the standby's copy is damaged: re-clone it; the primary is left alone.
+        "public.copy_heap_standby": ("reclone_standby", [replica.name], [primary.name]),
+        # Only the primary's: the standby holds the clean copy, a better source than the backup.
+        "public.copy_heap_primary": ("switch_over_to_clean_copy", [primary.name], [replica.name]),
+    }, plan["copies"]
+    # Nothing restored from the backup, nothing quarantined, nothing rebuilt: no step changed a server.
+    assert plan["restore"] == [] and plan["quarantine"] == [] and plan["reindex"] == []
+    assert done.recap["localhost"]["changed"] == 0, done.stdout[-3000:]
+    assert not [entry for entry in done.record["timeline"] if entry["kind"] == "action"]
+    assert not os.path.exists(RESTORE_ROOT) or os.listdir(RESTORE_ROOT) == []
+    assert done.record["outcome"] == "escalated"
+    note = closing(done.record)
+    assert "on %s: verify_heapam public.copy_heap_standby" % replica.name in note, note
+    what_to_do = note.split("what to do: ")[1]
+    assert "re-clone %s from %s" % (replica.name, primary.name) in what_to_do, note
+    assert "switch over to %s (a planned switchover), then re-clone %s" % (replica.name, primary.name) in what_to_do
