@@ -25,6 +25,12 @@ restored instance on base + 50; lab_root DBOPS_INTEGRITY_BENCH_ROOT):
   before the same bad deploy: `pgbackrest check`, restore into a new directory, start, recover to the
   target, diff by primary key, stop, remove; then with apply, and what a second apply reports.
 
+With --standby, on a lab tier of a primary and one streaming standby (tests/lablib.py; ports
+DBOPS_INTEGRITY_BENCH_PORT_BASE, the standby on base + 12; no PgBouncer, no backups): the same
+tables (--rows documents), then pg_integrity on the primary and on the standby (what
+integrity_check_standbys adds to a run), and on the standby again with wait_for_replay_lsn right
+after a write on the primary (the verification's wait for the repairs to be replayed).
+
 Medians over --runs. The machine's other load shows in the figures.
 """
 
@@ -186,15 +192,103 @@ def bench_restore(runs: int, rows: int) -> int:
     return 0
 
 
+def bench_standby(runs: int, rows: int) -> int:
+    """Scan time on the primary and on a streaming standby, and the wait for replay before a re-check."""
+    import tempfile
+
+    import lablib
+
+    port_base = int(os.environ.get("DBOPS_INTEGRITY_BENCH_PORT_BASE", "5980"))
+    root = os.environ.get("DBOPS_INTEGRITY_BENCH_ROOT", "/var/tmp/penguinmails-dbops-integrity-bench")
+    lab = lablib.write_inventory(
+        Path(tempfile.mkdtemp(prefix="bench-standby-")),
+        tiers={"content": 1},
+        port_base=port_base,
+        lab_root=root,
+        with_pgbouncer=False,
+    )
+    lab.up()
+    try:
+        primary = lab.primary("content")
+        standby = next(server for server in lab.tier("content") if server != primary)
+
+        def args(server, **extra):
+            return dict(
+                login_host="127.0.0.1",
+                login_port=server.port,
+                login_user=lab.credentials["dbops_login_user"],
+                login_password=lab.credentials["dbops_login_password"],
+                login_db="penguinmails_content",
+                invariants=[INVARIANT],
+                **extra,
+            )
+
+        def write_on_primary() -> str:
+            conn = lab.connect(primary, dbname="penguinmails_content")
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("UPDATE accounts SET balance = balance WHERE id = 1")
+                    cur.execute("SELECT pg_current_wal_lsn()::text")
+                    return cur.fetchone()[0]
+            finally:
+                conn.close()
+
+        conn = lab.connect(primary, dbname="penguinmails_content")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "CREATE EXTENSION IF NOT EXISTS amcheck;"
+                    "CREATE TABLE documents (id bigint PRIMARY KEY, body text NOT NULL);"
+                    "INSERT INTO documents SELECT g, repeat('d', 200) || g FROM generate_series(1, %d) g;"
+                    "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric NOT NULL);"
+                    "INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 2000) g;"
+                    "CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint REFERENCES accounts (id));"
+                    "INSERT INTO orders SELECT g, 1 + g %% 2000 FROM generate_series(1, 4000) g" % int(rows)
+                )
+                cur.execute("VACUUM (FREEZE, ANALYZE)")
+        finally:
+            conn.close()
+        lsn = write_on_primary()
+        run_module("pg_integrity", args(standby, wait_for_replay_lsn=lsn, query_timeout=600), timeout=900)
+        times = {"primary": [], "standby": [], "standby_after_write": []}
+        for _run in range(runs):
+            for name, server in (("primary", primary), ("standby", standby)):
+                started = time.perf_counter()
+                scan = run_module("pg_integrity", args(server, query_timeout=600), timeout=900)
+                times[name].append(time.perf_counter() - started)
+                if scan.get("failed") or scan["findings"]:
+                    raise SystemExit("pg_integrity on %s: %s" % (name, scan.get("msg") or scan["findings"]))
+            started = time.perf_counter()
+            run_module("pg_integrity", args(standby, wait_for_replay_lsn=write_on_primary(), query_timeout=600))
+            times["standby_after_write"].append(time.perf_counter() - started)
+    finally:
+        lab.down()
+    size_gb = scan["bytes_in_scope"] / 1024**3
+    print("data integrity on a standby, %d documents, %d run(s), load average %s:" % (rows, runs, os.getloadavg()))
+    for name, label in (
+        ("primary", "scan on the primary                  "),
+        ("standby", "scan on the standby                  "),
+        ("standby_after_write", "standby re-check after a write (wait)"),
+    ):
+        median = statistics.median(times[name])
+        print("  %s median %.2f s (%.1f s/GB over %.1f MB)" % (label, median, median / size_gb, size_gb * 1024))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=200000)
     parser.add_argument("--restore", action="store_true", help="bench pgBackRest in the lab and restore-and-diff")
     parser.add_argument("--restore-rows", type=int, default=20000)
+    parser.add_argument("--standby", action="store_true", help="bench the scan on a streaming standby")
     args = parser.parse_args()
     if args.restore:
         return bench_restore(args.runs, args.restore_rows)
+    if args.standby:
+        return bench_standby(args.runs, args.rows)
     with throwaway_servers() as servers:
         build(servers, args.rows)
         results = [one_run(servers, number) for number in range(args.runs)]
