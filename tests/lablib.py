@@ -120,6 +120,27 @@ def missing_binaries() -> List[str]:
     return missing
 
 
+def require_binaries(*also_missing: str, needs: str = "the lab") -> None:
+    """Skip the calling test when the lab's system packages (or also_missing) are not installed."""
+    skip_unless_installed(missing_binaries() + list(also_missing), needs)
+
+
+def skip_unless_installed(missing: List[str], needs: str) -> None:
+    """Skip the calling test when something it needs from the system is missing.
+
+    Under CI (CI set, as .ci/run does) that fails instead: CI installs everything, so a skip there
+    would hide a missing install step behind a green run.
+    """
+    import pytest  # only the tests call this; lablib is also a command-line tool
+
+    if not missing:
+        return
+    message = "%s needs %s; run tools/install-system-packages.sh" % (needs, ", ".join(missing))
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI installs them: a skip would hide it)", pytrace=False)
+    pytest.skip(message)
+
+
 def ansible_playbook() -> str:
     """The ansible-playbook next to the running interpreter (the venv), else the checkout's .venv."""
     for candidate in (

@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Optional, Tuple
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / ".build"
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(BUILD / "collections"))
 
 LAYOUT = {"oltp": 2, "content": 1, "queue": 1, "olap": 1}

@@ -48,9 +48,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """The session's lab, up and converged; yields a lablib.Lab."""
-    missing = lablib.missing_binaries()
-    if missing:
-        pytest.skip("the lab needs %s; run tools/install-system-packages.sh" % ", ".join(missing))
+    lablib.require_binaries()
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("lab-inventory"),
         tiers={"oltp": 2},

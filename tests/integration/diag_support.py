@@ -166,9 +166,9 @@ def stop_pid(pid_file: Path, timeout: float = 10) -> None:
 def throwaway_servers() -> Iterator[DiagServers]:
     """initdb + PostgreSQL + PgBouncer on 127.0.0.1, everything removed afterwards."""
     if not PG_BIN_CANDIDATES or not Path(PGBOUNCER).exists():
-        import pytest
+        import lablib
 
-        pytest.skip("PostgreSQL server binaries and pgbouncer are needed (make system-packages)")
+        lablib.require_binaries(needs="the throwaway servers")
     pg_bin = PG_BIN_CANDIDATES[0]
     base = int(os.environ.get("DBOPS_TEST_PORT_BASE", "58000"))
     root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))

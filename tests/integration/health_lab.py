@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+import lablib
 import psycopg2
-import pytest
 from diag_support import PG_BIN_CANDIDATES, as_postgres, process_alive, stop_pid, wait_until
 
 ADMIN_USER = "dbops_admin"
@@ -292,7 +292,7 @@ def throwaway_tiers(
     """One primary with `layout[tier]` standbys per tier; ports DBOPS_TEST_PORT_BASE + port_offset + 10 * i
     (moved up by 200 while any of them is taken)."""
     if not PG_BIN_CANDIDATES:
-        pytest.skip("PostgreSQL server binaries are needed (make system-packages)")
+        lablib.skip_unless_installed(["PostgreSQL server binaries (initdb, pg_ctl)"], "the health lab")
     pg_bin = PG_BIN_CANDIDATES[0]
     base = _free_block(int(os.environ.get("DBOPS_TEST_PORT_BASE", "57000")) + port_offset, 10 * len(layout))
     root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))

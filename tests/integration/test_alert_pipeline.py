@@ -37,9 +37,7 @@ LAB_ROOT = os.environ.get("DBOPS_ALERTS_TEST_ROOT", "/var/tmp/penguinmails-dbops
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    missing = lablib.missing_binaries() + alertlab.missing_binaries()
-    if missing:
-        pytest.skip("the alert pipeline needs %s (tools/install-system-packages.sh)" % ", ".join(missing))
+    lablib.require_binaries(*alertlab.missing_binaries(), needs="the alert pipeline")
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("alerts-lab"), tiers={"oltp": 1}, port_base=PORT_BASE, lab_root=LAB_ROOT
     )

@@ -43,9 +43,7 @@ RUNNER = str(BIN / "ansible-runner")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    missing = lablib.missing_binaries()
-    if missing:
-        pytest.skip("the lab needs %s" % ", ".join(missing))
+    lablib.require_binaries()
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("awx-lab"), tiers={"oltp": 2}, port_base=PORT_BASE, lab_root=LAB_ROOT
     )

@@ -35,9 +35,7 @@ SLICES = 2
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    missing = lablib.missing_binaries()
-    if missing:
-        pytest.skip("the lab needs %s" % ", ".join(missing))
+    lablib.require_binaries()
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("slicing-lab"),
         tiers={"oltp": 2, "content": 1},

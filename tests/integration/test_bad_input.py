@@ -18,8 +18,7 @@ PLAYBOOKS = lablib.REPO_ROOT / "playbooks"
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    if lablib.missing_binaries():
-        pytest.skip("the inventory needs the PostgreSQL binaries' directory")
+    lablib.require_binaries(needs="the inventory")
     directory = tmp_path_factory.mktemp("bad-input")
     return lablib.write_inventory(
         directory, tiers={"oltp": 2}, port_base=PORT_BASE, lab_root=directory / "lab"

@@ -28,9 +28,7 @@ REJOIN = lablib.REPO_ROOT / "playbooks" / "rejoin_old_primary.yml"
 
 @pytest.fixture(scope="module")
 def tier(tmp_path_factory):
-    missing = lablib.missing_binaries()
-    if missing:
-        pytest.skip("the lab needs %s" % ", ".join(missing))
+    lablib.require_binaries()
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("outage-lab"), tiers={"oltp": 2}, port_base=PORT_BASE, lab_root=LAB_ROOT
     )

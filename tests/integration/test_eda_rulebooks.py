@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lablib
 import pytest
 import yaml
 
@@ -71,7 +72,7 @@ def replayed(rulebook: list, shutdown_after: float) -> list:
 @pytest.fixture(scope="module")
 def collections(tmp_path_factory):
     if shutil.which("java") is None:
-        pytest.skip("ansible-rulebook needs Java 17: tools/install-system-packages.sh")
+        lablib.skip_unless_installed(["Java 17"], "ansible-rulebook")
     root = tmp_path_factory.mktemp("eda-collections")
     collection = root / "ansible_collections" / "penguinmails" / "dbops"
     (collection / "playbooks").mkdir(parents=True)

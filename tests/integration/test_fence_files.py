@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import lablib
 import pytest
 from diag_support import PG_BIN_CANDIDATES, as_postgres, process_alive, run_module, stop_pid
 
@@ -21,7 +22,7 @@ from diag_support import PG_BIN_CANDIDATES, as_postgres, process_alive, run_modu
 def server():
     """initdb + a running PostgreSQL owned by postgres; yields (data_dir, postmaster pid)."""
     if not PG_BIN_CANDIDATES:
-        pytest.skip("PostgreSQL server binaries are needed (make system-packages)")
+        lablib.skip_unless_installed(["PostgreSQL server binaries (initdb, pg_ctl)"], "the fenced server")
     pg_bin = PG_BIN_CANDIDATES[0]
     port = int(os.environ.get("DBOPS_TEST_PORT_BASE", "58000")) + 95
     root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))

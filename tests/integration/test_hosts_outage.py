@@ -37,9 +37,7 @@ NETWORK = ipaddress.ip_network(labhosts.NETWORK)
 def hosts_lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the hosts lab creates network namespaces: root only (CI runs as root)")
-    missing = lablib.missing_binaries()
-    if missing:
-        pytest.skip("the lab needs %s" % ", ".join(missing))
+    lablib.require_binaries()
     incident_dir = tmp_path_factory.mktemp("hosts-incidents")
     with labhosts.running():
         yield HostsRun(incident_dir)

@@ -30,9 +30,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    missing = lablib.missing_binaries()
-    if missing:
-        pytest.skip("the lab needs %s; run tools/install-system-packages.sh" % ", ".join(missing))
+    lablib.require_binaries()
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("security-inventory"),
         tiers={"oltp": 0},

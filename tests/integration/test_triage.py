@@ -54,9 +54,7 @@ def shrink_pool(lab: lablib.Lab, tier: str, pool_size: int) -> None:
 
 @pytest.fixture(scope="module")
 def triage_lab(tmp_path_factory):
-    missing = lablib.missing_binaries()
-    if missing:
-        pytest.skip("the lab needs %s; run tools/install-system-packages.sh" % ", ".join(missing))
+    lablib.require_binaries()
     lab = lablib.write_inventory(
         tmp_path_factory.mktemp("triage-lab"), tiers={"oltp": 1, "content": 0}, port_base=PORT_BASE, lab_root=LAB_ROOT
     )
