@@ -56,6 +56,19 @@ INVARIANT = {
 }
 
 
+def lab_sql(lab, server, *statements: str) -> tuple:
+    """Run statements in turn on a lab server's tier database (autocommit); the last one's first row."""
+    conn = lab.connect(server, dbname="penguinmails_content")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+            return cur.fetchone() if cur.description else ()
+    finally:
+        conn.close()
+
+
 def build(servers, rows: int) -> None:
     conn = servers.admin_connect()
     try:
@@ -130,26 +143,23 @@ def bench_restore(runs: int, rows: int) -> int:
             lab.down()
         ups["with" if backups else "without"] = statistics.median(times)
     server = lab.primary("content")
-    conn = lab.connect(server, dbname="penguinmails_content")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL);"
-                "CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint REFERENCES accounts (id),"
-                " amount numeric);"
-                "INSERT INTO accounts SELECT g, 'owner' || g, 100 FROM generate_series(1, %d) g;"
-                "INSERT INTO orders SELECT g, 1 + g %% %d, g FROM generate_series(1, %d) g;" % (rows, rows, 2 * rows)
-            )
-            # Its own statement: a multi-statement string is one transaction, and now() its start.
-            cur.execute("SELECT now()::text, pg_total_relation_size('accounts') + pg_total_relation_size('orders')")
-            target, size = cur.fetchone()
-            cur.execute(
-                "UPDATE accounts SET balance = -1 WHERE id IN (7, 8);"
-                "SET session_replication_role = replica; DELETE FROM accounts WHERE id IN (21, 22)"
-            )
-    finally:
-        conn.close()
+    # Its own statement: a multi-statement string is one transaction, and now() its start.
+    target, size = lab_sql(
+        lab,
+        server,
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL);"
+        "CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint REFERENCES accounts (id),"
+        " amount numeric);"
+        "INSERT INTO accounts SELECT g, 'owner' || g, 100 FROM generate_series(1, %d) g;"
+        "INSERT INTO orders SELECT g, 1 + g %% %d, g FROM generate_series(1, %d) g;" % (rows, rows, 2 * rows),
+        "SELECT now()::text, pg_total_relation_size('accounts') + pg_total_relation_size('orders')",
+    )
+    lab_sql(
+        lab,
+        server,
+        "UPDATE accounts SET balance = -1 WHERE id IN (7, 8);"
+        "SET session_replication_role = replica; DELETE FROM accounts WHERE id IN (21, 22)",
+    )
     args = {
         "login_host": "127.0.0.1",
         "login_port": server.port,
@@ -224,32 +234,21 @@ def bench_standby(runs: int, rows: int) -> int:
             )
 
         def write_on_primary() -> str:
-            conn = lab.connect(primary, dbname="penguinmails_content")
-            conn.autocommit = True
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("UPDATE accounts SET balance = balance WHERE id = 1")
-                    cur.execute("SELECT pg_current_wal_lsn()::text")
-                    return cur.fetchone()[0]
-            finally:
-                conn.close()
+            lab_sql(lab, primary, "UPDATE accounts SET balance = balance WHERE id = 1")
+            return lab_sql(lab, primary, "SELECT pg_current_wal_lsn()::text")[0]
 
-        conn = lab.connect(primary, dbname="penguinmails_content")
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "CREATE EXTENSION IF NOT EXISTS amcheck;"
-                    "CREATE TABLE documents (id bigint PRIMARY KEY, body text NOT NULL);"
-                    "INSERT INTO documents SELECT g, repeat('d', 200) || g FROM generate_series(1, %d) g;"
-                    "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric NOT NULL);"
-                    "INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 2000) g;"
-                    "CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint REFERENCES accounts (id));"
-                    "INSERT INTO orders SELECT g, 1 + g %% 2000 FROM generate_series(1, 4000) g" % int(rows)
-                )
-                cur.execute("VACUUM (FREEZE, ANALYZE)")
-        finally:
-            conn.close()
+        lab_sql(
+            lab,
+            primary,
+            "CREATE EXTENSION IF NOT EXISTS amcheck;"
+            "CREATE TABLE documents (id bigint PRIMARY KEY, body text NOT NULL);"
+            "INSERT INTO documents SELECT g, repeat('d', 200) || g FROM generate_series(1, %d) g;"
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric NOT NULL);"
+            "INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 2000) g;"
+            "CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint REFERENCES accounts (id));"
+            "INSERT INTO orders SELECT g, 1 + g %% 2000 FROM generate_series(1, 4000) g" % int(rows),
+            "VACUUM (FREEZE, ANALYZE)",
+        )
         lsn = write_on_primary()
         run_module("pg_integrity", args(standby, wait_for_replay_lsn=lsn, query_timeout=600), timeout=900)
         times = {"primary": [], "standby": [], "standby_after_write": []}
