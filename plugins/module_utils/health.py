@@ -904,17 +904,56 @@ def standby_figures(raw: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 
     An idle primary sends no transactions, so 'time since the last replayed
     transaction' alone grows forever on a healthy standby (check_postgres's
-    known false positive); with nothing to replay the delay is 0.
+    known false positive); with nothing to replay the delay is 0. WAL that was
+    only in flight (received an instant before the read, replayed by the re-read:
+    `backlog_after_recheck`, see backlog_worth_rechecking) is not waiting either.
     """
     if raw is None:
         return None
     figures = dict(raw)
     backlog = raw.get("replay_backlog_bytes")
-    if backlog is not None and backlog <= 0:
+    drained = raw.get("backlog_after_recheck") is not None and raw["backlog_after_recheck"] <= 0
+    if backlog is not None and (backlog <= 0 or drained):
         figures["replay_delay_seconds"] = 0.0
     else:
         figures["replay_delay_seconds"] = raw.get("seconds_since_last_replay")
     return figures
+
+
+RECHECK_BACKLOG_SQL = "SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint AS waiting"
+RECHECK_BACKLOG_WAIT_S = 1.0
+
+
+def backlog_worth_rechecking(raw: Optional[Dict[str, Any]]) -> bool:
+    """A standby whose read found WAL received but not replayed, replay running, the last replay long ago.
+
+    On an idle tier that is usually a record the primary sends every 15 s (a running-xacts
+    snapshot) caught between its receipt and its replay: a re-read tells in-flight from waiting.
+    """
+    return bool(
+        raw
+        and (raw.get("replay_backlog_bytes") or 0) > 0
+        and not raw.get("replay_paused")
+        and raw.get("receive_lsn")
+        and raw.get("seconds_since_last_replay") is not None
+    )
+
+
+def recheck_backlog(
+    conn: Any,
+    params: ConnectionParams,
+    receive_lsn: str,
+    wait_s: float = RECHECK_BACKLOG_WAIT_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Bytes of the WAL received by the first read still not replayed, re-read until 0 or wait_s."""
+    deadline = clock() + wait_s
+    while True:
+        waiting = fetch_dicts(conn, params, RECHECK_BACKLOG_SQL, [receive_lsn])[0]["waiting"]
+        if waiting <= 0 or clock() >= deadline:
+            return int(waiting)
+        sleep(0.05)
 
 
 def figures_from_row(row: Dict[str, Any]) -> Figures:
@@ -1033,7 +1072,8 @@ def collect_health(
 
     Round trips: one connection and one statement for everything on the login
     database; with the sequence check, one more connection and statement per
-    further database it reads.
+    further database it reads; on a standby whose read found WAL not yet replayed,
+    one more statement (re-read for up to a second) to tell in-flight from waiting.
     """
     checks = ["connection"] + [check for check in CHECKS if check in checks and check != "connection"]
     limits = merged_thresholds(thresholds)
@@ -1049,6 +1089,9 @@ def collect_health(
         statement = health_statement(checks, conn.server_version, login_db_wanted)
         counter.statements += 1
         row = fetch_dicts(conn, params, statement)[0]
+        if backlog_worth_rechecking(row.get("standby")):
+            counter.statements += 1
+            row["standby"]["backlog_after_recheck"] = recheck_backlog(conn, params, row["standby"]["receive_lsn"])
     except ConnectionFailure as failure:
         result = unreachable_result(params, failure, started)
         result["timing"].update(connections=counter.connections, statements=counter.statements)

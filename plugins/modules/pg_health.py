@@ -356,7 +356,8 @@ figures:
       database, application_name, client_addr, state, seconds, query preview of 100 characters);
       C(lockwait) with C(waits), C(blockers) and C(chains) (root, blocked, depth, longest_wait_seconds);
       C(hot_standby_delay) with C(standby) (receive/replay LSN, replay_backlog_bytes,
-      replay_delay_seconds, replay_paused, receiver_status) and C(replicas);
+      replay_delay_seconds, replay_paused, receiver_status, and backlog_after_recheck when
+      WAL not yet replayed was read again) and C(replicas);
       C(replication_slots); C(databases) (xid_age, mxid_age); C(sequences) per database
       (count and the 10 fullest); C(database_counters) (deadlocks, conflicts, checksum_failures,
       stats_reset); C(connect_ms); with the optional checks, C(invalid_indexes) (schema, index, table,

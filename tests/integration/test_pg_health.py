@@ -322,6 +322,66 @@ def test_standby_with_paused_replay(hlab):
     assert health(hlab, standby, checks=["hot_standby_delay"], thresholds=limits)["status"] == "OK"
 
 
+@contextlib.contextmanager
+def apply_delay(hlab, standby, delay):
+    """The standby replays each commit `delay` after it arrives (recovery_min_apply_delay), then not."""
+    hlab.query(standby, "ALTER SYSTEM SET recovery_min_apply_delay = %s", (delay,))
+    hlab.query(standby, "SELECT pg_reload_conf()")
+    assert wait_until(lambda: hlab.query(standby, "SHOW recovery_min_apply_delay") == [(delay,)])
+    try:
+        yield
+    finally:
+        hlab.query(standby, "ALTER SYSTEM RESET recovery_min_apply_delay")
+        hlab.query(standby, "SELECT pg_reload_conf()")
+        backlog_sql = "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint"
+        assert wait_until(lambda: hlab.query(standby, backlog_sql)[0][0] == 0)
+
+
+def health_right_after_a_commit_arrives(hlab, standby, tries=5):
+    """pg_health's own function on `standby` as soon as it has received a new commit it has not replayed.
+
+    A commit that has been idle for 2 s before: the last replayed transaction is older than the
+    1 s threshold, so only the re-read can tell a commit in flight from one that waits. Tried
+    again when the read came too late and the commit was replayed already (a busy machine).
+    """
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.health import collect_health, summarize
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import ConnectionParams
+
+    params = ConnectionParams(host=standby.host, port=standby.port, user=hlab.admin_user, password=hlab.admin_password)
+    limits = {"hot_standby_delay": {"warning_seconds": 1}}
+    received = "SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn"
+    for _try in range(tries):
+        time.sleep(2)
+        commit = "INSERT INTO health_inflight VALUES (1); SELECT pg_current_wal_lsn()::text"
+        lsn = hlab.query(hlab.primary, commit)[0][0]
+        assert wait_until(lambda lsn=lsn: hlab.query(standby, received, (lsn,))[0][0], timeout=10, interval=0.01)
+        result = collect_health(params, checks=["hot_standby_delay"], thresholds=limits)
+        if "backlog_after_recheck" in result["figures"]["hot_standby_delay"]["standby"]:
+            return dict(result, **summarize(result["findings"]))
+    raise AssertionError("the standby replayed each commit before pg_health read it, %d times" % tries)
+
+
+@pytest.mark.parametrize(("delay", "status"), [("700ms", "OK"), ("5s", "WARNING")])
+def test_a_commit_in_flight_is_not_a_replay_delay_but_one_that_waits_is(hlab, delay, status):
+    standby = hlab.standbys[-1]
+    hlab.query(hlab.primary, "CREATE TABLE IF NOT EXISTS health_inflight (i int)")
+    try:
+        with apply_delay(hlab, standby, delay):
+            result = health_right_after_a_commit_arrives(hlab, standby)
+    finally:
+        hlab.query(hlab.primary, "DROP TABLE IF EXISTS health_inflight")
+    figures = result["figures"]["hot_standby_delay"]["standby"]
+    assert figures["replay_backlog_bytes"] > 0 and figures["seconds_since_last_replay"] >= 1, figures
+    assert result["timing"]["statements"] == 2  # the read, then the re-read
+    assert result["status"] == status, result["findings"]
+    if status == "OK":
+        assert figures["backlog_after_recheck"] <= 0 and figures["replay_delay_seconds"] == 0.0
+    else:
+        assert figures["backlog_after_recheck"] > 0
+        (found,) = result["problems"]
+        assert found["subject"] == "replay delay" and "while WAL is waiting" in found["message"]
+
+
 # --------------------------------------------------------------------------- per-database checks
 
 

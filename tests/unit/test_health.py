@@ -266,6 +266,79 @@ def test_hot_standby_delay_on_a_standby(backlog, since_replay, receiver, paused,
 
 
 @pytest.mark.parametrize(
+    ("backlog", "after_recheck", "statuses"),
+    [
+        (120, 0, [OK]),  # a running-xacts record caught in flight: replayed by the re-read
+        (120, 120, [CRITICAL]),  # still waiting a second later: replay is stuck
+        (120, None, [CRITICAL]),  # not re-read
+    ],
+)
+def test_wal_in_flight_is_not_a_replay_delay(backlog, after_recheck, statuses):
+    raw = {
+        "replay_backlog_bytes": backlog,
+        "seconds_since_last_replay": 196.1,
+        "receiver_status": "streaming",
+        "replay_paused": False,
+    }
+    if after_recheck is not None:
+        raw["backlog_after_recheck"] = after_recheck
+    findings = grade(
+        {"hot_standby_delay": {"standby": standby_figures(raw), "replicas": []}},
+        {"hot_standby_delay": DELAY},
+        ["hot_standby_delay"],
+    )
+    assert sorted(found["status"] for found in findings) == sorted(statuses)
+
+
+@pytest.mark.parametrize(
+    ("raw", "worth"),
+    [
+        (None, False),  # a primary
+        ({"replay_backlog_bytes": 0, "receive_lsn": "0/3000000", "seconds_since_last_replay": 9.0}, False),
+        ({"replay_backlog_bytes": 96, "receive_lsn": "0/3000060", "seconds_since_last_replay": 9.0}, True),
+        (
+            {
+                "replay_backlog_bytes": 96,
+                "receive_lsn": "0/3000060",
+                "seconds_since_last_replay": 9.0,
+                "replay_paused": True,
+            },
+            False,  # paused: it waits for sure
+        ),
+        ({"replay_backlog_bytes": 96, "receive_lsn": "0/3000060", "seconds_since_last_replay": None}, False),
+        ({"replay_backlog_bytes": 96, "receive_lsn": None, "seconds_since_last_replay": 9.0}, False),
+    ],
+)
+def test_backlog_worth_rechecking(raw, worth):
+    assert health.backlog_worth_rechecking(raw) is worth
+
+
+@pytest.mark.parametrize(
+    ("answers", "returned", "reads"),
+    [
+        ([96, 0], 0, 2),  # replayed on the second read
+        ([0], 0, 1),
+        ([96] * 50, 96, 21),  # stuck: gives up at the deadline (1 s of 0.05 s steps)
+    ],
+)
+def test_recheck_backlog_reads_until_replayed_or_the_deadline(monkeypatch, answers, returned, reads):
+    asked = []
+
+    def fake_fetch(conn, params, statement, args):
+        asked.append(args)
+        return [{"waiting": answers[len(asked) - 1]}]
+
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    monkeypatch.setattr(health, "fetch_dicts", fake_fetch)
+    assert health.recheck_backlog(None, None, "0/3000060", clock=lambda: now[0], sleep=sleep) == returned
+    assert asked == [["0/3000060"]] * reads
+
+
+@pytest.mark.parametrize(
     ("replicas", "statuses", "subjects"),
     [
         ([], [OK], [None]),
