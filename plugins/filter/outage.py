@@ -35,6 +35,24 @@ def outage_closing(plan, fence=None, failure=None, changed=(), earlier_changed_s
     )
 
 
+def synchronous_for_followers_filter(decision, following, standbys, strict):
+    """The plan's decision and pg_standby_follow's wait (registered) -> what the promoted primary's
+    synchronous_standby_names becomes without the standbys that do not follow."""
+    from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import synchronous_for_followers
+
+    waited = following or {}
+    states = waited.get("standbys") or {}
+    not_following = sorted(waited.get("not_streaming") or {})
+    followers = [name for name in standbys or [] if (states.get(name) or {}).get("streaming")]
+    return synchronous_for_followers(
+        (decision or {}).get("synchronous_standby_names"), followers, not_following, bool(strict)
+    )
+
+
 class FilterModule:
     def filters(self):
-        return {"fence_verdict": fence_verdict_filter, "outage_closing": outage_closing}
+        return {
+            "fence_verdict": fence_verdict_filter,
+            "outage_closing": outage_closing,
+            "synchronous_for_followers": synchronous_for_followers_filter,
+        }

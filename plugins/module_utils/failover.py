@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ansible_collections.penguinmails.dbops.plugins.module_utils.fleet import fleet_targets, run_fleet
 from ansible_collections.penguinmails.dbops.plugins.module_utils.node_info import lsn_to_int
 from ansible_collections.penguinmails.dbops.plugins.module_utils.replication import (
+    parse_synchronous_standby_names,
     slot_name_for,
     synchronous_after_promotion,
     synchronous_names,
@@ -327,9 +328,11 @@ def verification(
     primary: str,
     standbys: List[str],
     timeline_above: Optional[int] = None,
+    not_following: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Any]:
     """The verdict after acting: `primary` is the only primary, on a newer timeline when it was
-    promoted, and every one of `standbys` streams from its address and port."""
+    promoted, and every one of `standbys` streams from its address and port (`not_following`: why
+    some were found not to, told with them)."""
     info = {member.name: member.info for member in members}
     host, port = addresses[primary]
     streaming = [name for name in standbys if streams_from(info.get(name) or {}, host, port)]
@@ -342,12 +345,41 @@ def verification(
         problems.append("%s is on timeline %d, not past %d" % (primary, timeline, timeline_above))
     if not_streaming:
         problems.append("standbys not streaming from %s (%s:%s): %s" % (primary, host, port, ", ".join(not_streaming)))
+        problems.extend((not_following or {})[name] for name in not_streaming if name in (not_following or {}))
     return {
         "verified": not problems,
         "reason": "; ".join(problems)
         or "%s is the only primary; streaming: %s" % (primary, ", ".join(streaming) or "no standby"),
         "streaming": streaming,
         "not_streaming": not_streaming,
+    }
+
+
+def synchronous_for_followers(
+    names: Optional[str], following: List[str], not_following: List[str], strict: bool
+) -> Dict[str, Any]:
+    """The promoted primary's synchronous_standby_names once its standbys were waited for.
+
+    `names` is what the promotion set (synchronous_after_promotion of the plan). A standby it waits
+    for that does not follow (it replayed WAL the new primary never had) would hold every commit
+    forever: the list becomes the standbys that do follow, by the same rule, and with none of them
+    commits go asynchronous, recorded as reduced durability, unless strict (they keep waiting, as
+    asked). `change`: whether to set `synchronous_standby_names` now.
+    """
+    parsed = parse_synchronous_standby_names(names)
+    listed = [name.lower() for name in parsed.names] if parsed else []
+    waits_for = [name for name in not_following if "*" in listed or slot_name_for(name) in listed]
+    unchanged = {"change": False, "synchronous_standby_names": names, "durability_reduced": False, "dropped": []}
+    if not waits_for:
+        return unchanged
+    wanted, reduced = synchronous_after_promotion(names, list(following), strict)
+    if wanted is None:
+        return dict(unchanged, dropped=sorted(waits_for), waiting=True)
+    return {
+        "change": wanted != names,
+        "synchronous_standby_names": wanted,
+        "durability_reduced": reduced,
+        "dropped": sorted(waits_for),
     }
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed, connected
+from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import streams_from
 from ansible_collections.penguinmails.dbops.plugins.module_utils.pgbouncer import (
     _CONSOLE_NAME,
     AdminConsole,
@@ -378,6 +380,33 @@ RESUME = "SELECT pg_wal_replay_resume()"
 SET_CONNINFO = "ALTER SYSTEM SET primary_conninfo = %s"
 SET_SLOT = "ALTER SYSTEM SET primary_slot_name = %s"
 RELOAD = "SELECT pg_reload_conf()"
+# What a re-pointed standby's WAL receiver does now, and how far it has replayed.
+RECEIVER = (
+    "SELECT (SELECT row_to_json(w) FROM (SELECT status, sender_host, sender_port, received_tli "
+    "FROM pg_stat_wal_receiver) w), pg_last_wal_replay_lsn()::text"
+)
+FOLLOW_POLL_S = 0.2
+
+
+def not_following_reason(
+    name: str, receiver: Optional[Dict[str, Any]], replayed: Optional[str], primary: str, waited_s: float
+) -> str:
+    """Why a re-pointed standby is taken for one that does not follow the primary, with what to do."""
+    if receiver:
+        state = "its WAL receiver is %s (from %s:%s, timeline %s)" % (
+            receiver.get("status"),
+            receiver.get("sender_host"),
+            receiver.get("sender_port"),
+            receiver.get("received_tli"),
+        )
+    else:
+        state = "it has no WAL receiver running"
+    return (
+        "%s does not stream from %s %gs after it was re-pointed: %s, replayed up to %s. A standby that replayed "
+        "WAL the new primary never had (an old primary left running kept taking writes) cannot follow its "
+        "timeline: rejoin it (playbooks/rejoin_old_primary.yml rewinds it, or re-clones it)"
+        % (name, primary, waited_s, state, replayed or "?")
+    )
 
 
 class Follower:
@@ -443,11 +472,53 @@ class Follower:
             self.runner.run(conn, params, RELOAD, label=True)
         return state
 
+    def receiver_of(self, standby: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+        params = self.params_for(standby["login_host"], standby["login_port"])
+        with connected(params) as conn:
+            receiver, replayed = execute(conn, params, RECEIVER).fetchone()
+        return receiver, replayed
+
+    def wait_streaming(
+        self,
+        standbys: List[Dict[str, Any]],
+        wait_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Dict[str, str]:
+        """Until every standby streams from the primary or wait_s has passed -> {standby: why it does not}.
+
+        Marks each standby's `streaming`. A standby that cannot be reached is one that does not follow.
+        """
+        host, port = self.options["primary_host"], self.options["primary_port"]
+        primary = "%s:%s" % (host, port)
+        deadline = clock() + wait_s
+        pending = {standby["name"]: standby for standby in standbys}
+        seen: Dict[str, str] = {}
+        while True:
+            for name, standby in list(pending.items()):
+                try:
+                    receiver, replayed = self.receiver_of(standby)
+                except ConnectionFailure as failure:
+                    seen[name] = "%s could not be asked whether it follows %s: %s" % (name, primary, failure)
+                    continue
+                if streams_from({"wal_receiver": receiver or {}}, host, port):
+                    del pending[name]
+                    seen.pop(name, None)
+                else:
+                    seen[name] = not_following_reason(name, receiver, replayed, primary, wait_s)
+            if not pending or clock() >= deadline:
+                break
+            sleep(FOLLOW_POLL_S)
+        for standby in standbys:
+            self.standbys.setdefault(standby["name"], {})["streaming"] = standby["name"] not in pending
+        return {name: seen[name] for name in sorted(pending)}
+
     def conninfo_lines(self, key: str) -> str:
         return "".join("%s: %s\n" % (name, state[key]) for name, state in self.standbys.items())
 
-    def run(self, standbys: List[Dict[str, Any]], create_slots: bool) -> Dict[str, Any]:
-        """Slots first, then every standby; the module result. Raises ActionFailed."""
+    def run(self, standbys: List[Dict[str, Any]], create_slots: bool, wait_streaming_s: float = 0) -> Dict[str, Any]:
+        """Slots first, then every standby, then (wait_streaming_s > 0, not in check mode) until they stream
+        from the primary; the module result. Raises ActionFailed."""
         try:
             if create_slots:
                 self.ensure_slots([slot_name_for(standby["name"]) for standby in standbys])
@@ -455,10 +526,14 @@ class Follower:
                 self.follow(standby)
         except (ConnectionFailure, ValueError) as failure:
             raise ActionFailed(str(failure), {"executed_queries": self.executed, "standbys": self.standbys}) from None
+        not_streaming = {}
+        if wait_streaming_s > 0 and not self.check_mode:
+            not_streaming = self.wait_streaming(standbys, wait_streaming_s)
         changed = bool(self.slots_created) or any(state["changed"] for state in self.standbys.values())
         return {
             "changed": changed,
             "standbys": self.standbys,
+            "not_streaming": not_streaming,
             "slots_created": self.slots_created,
             "executed_queries": self.executed,
             "diff": {

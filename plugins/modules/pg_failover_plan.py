@@ -105,6 +105,13 @@ options:
       timeline_above:
         description: The primary's timeline must be newer than this (the candidate's timeline before promotion).
         type: int
+      not_following:
+        description:
+          - Why standbys found not to follow the primary do not
+            (RV(penguinmails.dbops.pg_standby_follow#module:not_streaming)); the reasons of those still not
+            streaming go into the message.
+        type: dict
+        default: {}
 attributes:
   check_mode:
     support: full
@@ -273,6 +280,7 @@ def main() -> None:
                 "primary": {"type": "str", "required": True},
                 "standbys": {"type": "list", "elements": "str", "default": []},
                 "timeline_above": {"type": "int"},
+                "not_following": {"type": "dict", "default": {}},
             },
         },
     )
@@ -326,7 +334,13 @@ def verify(module: AnsibleModule, decision, observed) -> dict:
     if unknown:
         module.fail_json(msg="verify names servers that are not members: %s" % ", ".join(unknown))
     return verification(
-        decision, observed, addresses, expected["primary"], expected["standbys"], expected["timeline_above"]
+        decision,
+        observed,
+        addresses,
+        expected["primary"],
+        expected["standbys"],
+        expected["timeline_above"],
+        {str(name): str(why) for name, why in (expected["not_following"] or {}).items()},
     )
 
 

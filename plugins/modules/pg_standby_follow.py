@@ -74,6 +74,15 @@ options:
         synchronous commits. Set to false to leave paused standbys alone (they are reported).
     type: bool
     default: true
+  wait_streaming_s:
+    description:
+      - After re-pointing, wait up to this many seconds until every standby's WAL receiver streams from
+        the primary (O(primary_host):O(primary_port)); 0 does not wait. Those that do not by then are
+        returned in RV(not_streaming) with why, and the module does not fail; a standby that replayed WAL
+        the primary never had (an old primary left running kept taking writes) cannot follow it and must
+        be rejoined. Not in check mode.
+    type: float
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -84,7 +93,7 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: Re-point the remaining standbys at the new primary
+- name: Re-point the remaining standbys at the new primary, then wait until they stream from it
   penguinmails.dbops.pg_standby_follow:
     primary_host: "{{ hostvars[new_primary].ansible_host }}"
     primary_port: "{{ hostvars[new_primary].pg_port }}"
@@ -92,8 +101,10 @@ EXAMPLES = r"""
       - name: oltp-3
         login_host: 127.0.0.1
         login_port: 5433
+    wait_streaming_s: 10
     login_user: "{{ dbops_login_user }}"
     login_password: "{{ dbops_login_password }}"
+  register: following
   delegate_to: localhost
 """
 
@@ -101,10 +112,17 @@ RETURN = r"""
 standbys:
   description:
     - Per standby, C(changed), C(slot), masked C(conninfo_before) / C(conninfo_after), C(replay_paused)
-      and C(replay_resumed).
+      and C(replay_resumed); with O(wait_streaming_s), C(streaming).
   returned: always
   type: dict
   sample: {"oltp-3": {"changed": true, "slot": "oltp_3", "conninfo_after": "host=127.0.0.1 port=5432 ..."}}
+not_streaming:
+  description:
+    - With O(wait_streaming_s), the standbys that did not stream from the primary within it, and why
+      (their WAL receiver's state, how far they replayed, what to do); empty otherwise.
+  returned: always
+  type: dict
+  sample: {"oltp-3": "oltp-3 does not stream from 10.0.0.2:5432 10s after it was re-pointed: ..."}
 slots_created:
   description: Slots created on the primary.
   returned: always
@@ -123,6 +141,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.dbops.plugins.module_utils.acting import ActionFailed
 from ansible_collections.penguinmails.dbops.plugins.module_utils.failover import member_entry_spec
 from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import (
+    check_module_timeouts,
     connection_argument_spec,
     connection_params,
     ensure_psycopg2,
@@ -145,13 +164,18 @@ def main() -> None:
         },
         create_slots={"type": "bool", "default": True},
         resume_replay={"type": "bool", "default": True},
+        wait_streaming_s={"type": "float", "default": 0},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
+    if module.params["wait_streaming_s"] != 0:
+        check_module_timeouts(module, ["wait_streaming_s"])
 
     follower = Follower(connection_params(module), module.params, module.check_mode)
     try:
-        result = follower.run(module.params["standbys"], module.params["create_slots"])
+        result = follower.run(
+            module.params["standbys"], module.params["create_slots"], module.params["wait_streaming_s"]
+        )
     except ActionFailed as failure:
         module.fail_json(msg=str(failure), **failure.result)
     module.exit_json(**result)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import lablib
+import psycopg2
 import pytest
 from ansible_collections.penguinmails.dbops.plugins.module_utils.rejoin import remove_stale_pid_file
 from appwriter import AppWriter
@@ -66,7 +67,7 @@ class Tier:
             cursor.execute("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
             return cursor.fetchone()[0]
 
-    def restore(self):
+    def restore(self, allow_reclone=False):
         """Every member back: fenced or stopped ones rejoin as standbys of the primary."""
         for server in self.servers:
             lablib.thaw_server(server.data_dir)
@@ -77,7 +78,7 @@ class Tier:
                 continue
             if self.lab.role(server, connect_timeout=2) != "standby" or not self.streams(server):
                 fence(self, server)
-                rejoined = self.run(REJOIN, rejoin_host=server.name)
+                rejoined = self.run(REJOIN, rejoin_host=server.name, rejoin_allow_reclone=allow_reclone)
                 assert rejoined.rc == 0, rejoined.stdout[-3000:]
         healthy = self.run()
         assert healthy.rc == 0, healthy.stdout[-3000:]
@@ -291,7 +292,8 @@ def test_two_runs_at_the_same_moment_promote_exactly_once(tier):
 
 
 def test_partitioned_primary_is_refused_unless_fence_skipped(tier, tmp_path):
-    """The controller cannot reach the primary (SQL nor host) while its standbys still stream from it."""
+    """The controller cannot reach the primary (SQL nor host) while it keeps taking writes from clients that
+    still reach it, and its standbys keep streaming from it."""
     old = tier.primary()
     inventory = partitioned_inventory(tier, tmp_path, old.name)
     refused = tier.run(inventory=inventory)
@@ -301,13 +303,68 @@ def test_partitioned_primary_is_refused_unless_fence_skipped(tier, tmp_path):
     assert sorted(tier.roles().values()) == ["primary", "standby", "standby"]
     assert tier.primary().name == old.name
 
-    skipped = tier.run(inventory=inventory, failover_fence="skip")
-    assert skipped.rc == 0, skipped.stdout[-4000:]
-    assert "risk accepted" in latest_report(tier)
-    roles = tier.roles()
-    assert sorted(roles.values()) == ["primary", "primary", "standby"], "the unfenced old primary kept running"
+    # With the fence skipped the candidate is promoted while the old primary goes on: the other standby
+    # replays the old primary's commits past the point where the new timeline forks and cannot follow.
+    with OldPrimaryClients(tier, old):
+        skipped = tier.run(inventory=inventory, failover_fence="skip")
+    assert skipped.rc != 0, skipped.stdout[-4000:]
+    new = next(server for server in tier.servers if server is not old and tier.lab.role(server) == "primary")
+    (diverged,) = [server for server in tier.servers if server not in (old, new)]
+    assert "%s does not stream from" % diverged.name in skipped.stdout, skipped.stdout[-4000:]
+    assert "rejoin_old_primary.yml" in skipped.stdout
+    report = latest_report(tier)
+    assert "risk accepted" in report
+    assert "commits on %s stop waiting for %s" % (new.name, diverged.name) in report
+    # Commits on the new primary no longer wait for a standby that will never acknowledge them.
+    with tier.lab.connect(new) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW synchronous_standby_names")
+        assert cursor.fetchone()[0] == ""
+    through_pgbouncer = tier.lab.connect_pgbouncer("penguinmails_oltp", connect_timeout=2)
+    try:
+        with through_pgbouncer.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '5s'")
+            cursor.execute("INSERT INTO lab_writes (note) VALUES ('after the partition') RETURNING id")
+            assert cursor.fetchone()[0]
+    finally:
+        through_pgbouncer.close()
+    assert sorted(tier.roles().values()) == ["primary", "primary", "standby"], "the unfenced old primary kept running"
     fence(tier, old)
-    tier.restore()
+    # The old primary ran on after the promotion: pg_rewind may find its WAL back to the fork recycled.
+    tier.restore(allow_reclone=True)
+
+
+class OldPrimaryClients(threading.Thread):
+    """Clients the partition left with the old primary: a commit straight to it every 10 ms."""
+
+    def __init__(self, tier: Tier, server) -> None:
+        super().__init__(daemon=True)
+        self.tier, self.server = tier, server
+        self.commits = 0
+        self.stopping = threading.Event()
+
+    def __enter__(self) -> OldPrimaryClients:
+        self.start()
+        assert lablib.wait_until(lambda: self.commits >= 5, timeout=30), "no commit on %s" % self.server.name
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.join(10)
+
+    def run(self) -> None:
+        conn = self.tier.lab.connect(self.server, dbname="penguinmails_oltp", connect_timeout=2)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SET statement_timeout = '2s'")
+                while not self.stopping.is_set():
+                    try:
+                        cursor.execute("INSERT INTO lab_writes (note) VALUES ('behind the partition')")
+                        self.commits += 1
+                    except psycopg2.Error:  # the old primary may stop answering: keep trying
+                        pass
+                    time.sleep(0.01)
+        finally:
+            conn.close()
 
 
 def latest_report(tier: Tier) -> str:
