@@ -662,6 +662,31 @@ def connect(
     return conn
 
 
+def port_bindable(port: int) -> bool:
+    """Nothing holds 127.0.0.1:port right now (no server, no client's outgoing connection)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(base: int, size: int, step: int = 200, tries: int = 20) -> int:
+    """The first of base, base+step, ... whose `size` ports are all free right now.
+
+    Ports 32768-60999 are also the kernel's ephemeral range: a client's outgoing connection
+    (a PgBouncer server connection, a WAL receiver of another lab) can hold one of them for
+    minutes. Once a server listens on a port, the kernel hands it out no more, so only the
+    moment of starting is at risk.
+    """
+    for attempt in range(tries):
+        start = base + attempt * step
+        if all(port_bindable(port) for port in range(start, start + size)):
+            return start
+    raise AssertionError("no free block of %d ports from %d" % (size, base))
+
+
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
     """Whether something accepts TCP connections on host:port."""
     try:

@@ -5,7 +5,8 @@
   grep the output for secrets.
 * `DiagServers` is one PostgreSQL and one PgBouncer for these tests: the session lab
   (tests/integration/conftest.py) when it provides them, otherwise a small throwaway
-  pair started here (ports DBOPS_TEST_PORT_BASE + 90/91, data under DBOPS_TEST_LAB_ROOT,
+  pair started here (ports DBOPS_TEST_PORT_BASE + 90/91, or the next free pair 200 further: they
+  are in the ephemeral range; data under DBOPS_TEST_LAB_ROOT,
   both stopped by PID at the end).
 * `hold_sessions` opens real client connections that hold server connections or sleep.
 """
@@ -165,12 +166,13 @@ def stop_pid(pid_file: Path, timeout: float = 10) -> None:
 @contextlib.contextmanager
 def throwaway_servers() -> Iterator[DiagServers]:
     """initdb + PostgreSQL + PgBouncer on 127.0.0.1, everything removed afterwards."""
-    if not PG_BIN_CANDIDATES or not Path(PGBOUNCER).exists():
-        import lablib
+    import lablib
 
+    if not PG_BIN_CANDIDATES or not Path(PGBOUNCER).exists():
         lablib.require_binaries(needs="the throwaway servers")
     pg_bin = PG_BIN_CANDIDATES[0]
-    base = int(os.environ.get("DBOPS_TEST_PORT_BASE", "58000"))
+    # Two ports free right now: these are in the kernel's ephemeral range (lablib.free_port_block).
+    base = lablib.free_port_block(int(os.environ.get("DBOPS_TEST_PORT_BASE", "58000")) + 90, 2) - 90
     root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))
     root_parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="dbops-diag-", dir=str(root_parent)))
@@ -219,11 +221,16 @@ def throwaway_servers() -> Iterator[DiagServers]:
                 "listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"
                 "max_connections = 60\nshared_buffers = 16MB\n" % (servers.pg_port, root)
             )
-        subprocess.run(
+        started = subprocess.run(
             as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "start"]),
-            check=True,
             capture_output=True,
+            text=True,
+            check=False,
         )
+        if started.returncode != 0:
+            log = (root / "pg.log").read_text() if (root / "pg.log").exists() else ""
+            failed = "pg_ctl start on port %d failed: %s" % (servers.pg_port, started.stdout)
+            raise AssertionError(failed + log[-2000:])
         servers._stop.append(lambda: stop_pid(data / "postmaster.pid"))
         admin = servers.admin_connect(dbname="postgres")
         with admin.cursor() as cursor:

@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -171,29 +170,6 @@ def _run(argv: List[str], log: Optional[Path] = None) -> None:
         raise AssertionError("%s failed: %s %s\n%s" % (argv[0], completed.stdout, completed.stderr, tail))
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_block(base: int, size: int, step: int = 200, tries: int = 20) -> int:
-    """The first of base, base+step, ... whose `size` ports are all free right now.
-
-    Ports 32768-60999 are also the kernel's ephemeral range: a client's outgoing connection
-    can hold one of them for a while. Once a server listens on a port, the kernel hands it out
-    no more, so only the moment of starting is at risk.
-    """
-    for attempt in range(tries):
-        start = base + attempt * step
-        if all(_bindable(port) for port in range(start, start + size)):
-            return start
-    raise AssertionError("no free block of %d ports from %d" % (size, base))
-
-
 def _start(pg_bin: Path, member: Member, attempts: int = 5) -> None:
     """pg_ctl start; retried while the port is briefly held by some client's outgoing connection
     (ports 32768-60999 are also the kernel's ephemeral range)."""
@@ -294,7 +270,7 @@ def throwaway_tiers(
     if not PG_BIN_CANDIDATES:
         lablib.skip_unless_installed(["PostgreSQL server binaries (initdb, pg_ctl)"], "the health lab")
     pg_bin = PG_BIN_CANDIDATES[0]
-    base = _free_block(int(os.environ.get("DBOPS_TEST_PORT_BASE", "57000")) + port_offset, 10 * len(layout))
+    base = lablib.free_port_block(int(os.environ.get("DBOPS_TEST_PORT_BASE", "57000")) + port_offset, 10 * len(layout))
     root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))
     root_parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=prefix, dir=str(root_parent)))

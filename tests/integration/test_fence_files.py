@@ -24,7 +24,7 @@ def server():
     if not PG_BIN_CANDIDATES:
         lablib.skip_unless_installed(["PostgreSQL server binaries (initdb, pg_ctl)"], "the fenced server")
     pg_bin = PG_BIN_CANDIDATES[0]
-    port = int(os.environ.get("DBOPS_TEST_PORT_BASE", "58000")) + 95
+    port = lablib.free_port_block(int(os.environ.get("DBOPS_TEST_PORT_BASE", "58000")) + 95, 1)
     root_parent = Path(os.environ.get("DBOPS_TEST_LAB_ROOT", "/var/tmp"))
     root_parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="dbops-fence-", dir=str(root_parent)))
