@@ -334,6 +334,7 @@ def verification(
     promoted, and every one of `standbys` streams from its address and port (`not_following`: why
     some were found not to, told with them)."""
     info = {member.name: member.info for member in members}
+    not_following = not_following or {}
     host, port = addresses[primary]
     streaming = [name for name in standbys if streams_from(info.get(name) or {}, host, port)]
     not_streaming = [name for name in standbys if name not in streaming]
@@ -345,7 +346,7 @@ def verification(
         problems.append("%s is on timeline %d, not past %d" % (primary, timeline, timeline_above))
     if not_streaming:
         problems.append("standbys not streaming from %s (%s:%s): %s" % (primary, host, port, ", ".join(not_streaming)))
-        problems.extend((not_following or {})[name] for name in not_streaming if name in (not_following or {}))
+        problems.extend(not_following[name] for name in not_streaming if name in not_following)
     return {
         "verified": not problems,
         "reason": "; ".join(problems)

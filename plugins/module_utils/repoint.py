@@ -503,7 +503,6 @@ class Follower:
                     continue
                 if streams_from({"wal_receiver": receiver or {}}, host, port):
                     del pending[name]
-                    seen.pop(name, None)
                 else:
                     seen[name] = not_following_reason(name, receiver, replayed, primary, wait_s)
             if not pending or clock() >= deadline:

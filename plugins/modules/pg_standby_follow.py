@@ -122,7 +122,7 @@ not_streaming:
       (their WAL receiver's state, how far they replayed, what to do); empty otherwise.
   returned: always
   type: dict
-  sample: {"oltp-3": "oltp-3 does not stream from 10.0.0.2:5432 10s after it was re-pointed: ..."}
+  sample: {"oltp-3": "oltp-3 does not stream from 198.18.0.2:5432 10s after it was re-pointed: ..."}
 slots_created:
   description: Slots created on the primary.
   returned: always

@@ -56,13 +56,13 @@ def tier_after():
         Member("db-2", {"reachable": True, "in_recovery": False, "timeline_id": 2}),
         Member("db-3", {"reachable": True, "in_recovery": True, "wal_receiver": {"status": "waiting"}}),
     ]
-    addresses = {"db-%d" % number: ("10.0.0.%d" % number, 5432) for number in range(1, 4)}
+    addresses = {"db-%d" % number: ("198.18.0.%d" % number, 5432) for number in range(1, 4)}
     return members, addresses
 
 
 def test_the_verification_tells_why_a_standby_does_not_follow():
     members, addresses = tier_after()
-    why = {"db-3": "db-3 does not stream from 10.0.0.2:5432 10s after it was re-pointed: rejoin it"}
+    why = {"db-3": "db-3 does not stream from 198.18.0.2:5432 10s after it was re-pointed: rejoin it"}
     verdict = verification(decide(members), members, addresses, "db-2", ["db-3"], 1, why)
     assert verdict["verified"] is False
     assert verdict["reason"].endswith("db-3; " + why["db-3"])
@@ -70,12 +70,12 @@ def test_the_verification_tells_why_a_standby_does_not_follow():
 
 
 def test_the_reason_names_the_receiver_state_the_position_and_the_way_back():
-    receiver = {"status": "waiting", "sender_host": "10.0.0.2", "sender_port": 5432, "received_tli": 1}
-    reason = repoint.not_following_reason("db-3", receiver, "0/4000150", "10.0.0.2:5432", 10)
-    assert reason.startswith("db-3 does not stream from 10.0.0.2:5432 10s after it was re-pointed")
-    assert "waiting (from 10.0.0.2:5432, timeline 1)" in reason and "0/4000150" in reason
+    receiver = {"status": "waiting", "sender_host": "198.18.0.2", "sender_port": 5432, "received_tli": 1}
+    reason = repoint.not_following_reason("db-3", receiver, "0/4000150", "198.18.0.2:5432", 10)
+    assert reason.startswith("db-3 does not stream from 198.18.0.2:5432 10s after it was re-pointed")
+    assert "waiting (from 198.18.0.2:5432, timeline 1)" in reason and "0/4000150" in reason
     assert "rejoin_old_primary.yml" in reason
-    assert "no WAL receiver running" in repoint.not_following_reason("db-3", None, None, "10.0.0.2:5432", 10)
+    assert "no WAL receiver running" in repoint.not_following_reason("db-3", None, None, "198.18.0.2:5432", 10)
 
 
 class Clock:
@@ -93,8 +93,8 @@ def follower_seeing(answers):
     """A Follower whose standbys answer, poll after poll, from `answers`: name -> list of receivers
     (a ConnectionFailure is raised; the last answer repeats)."""
     follower = repoint.Follower(
-        ConnectionParams(host="10.0.0.2", port=5432, user="u", password="p", dbname="postgres"),
-        {"primary_host": "10.0.0.2", "primary_port": 5432},
+        ConnectionParams(host="198.18.0.2", port=5432, user="u", password="p", dbname="postgres"),
+        {"primary_host": "198.18.0.2", "primary_port": 5432},
         check_mode=False,
     )
     polls = {name: list(seen) for name, seen in answers.items()}
@@ -110,9 +110,9 @@ def follower_seeing(answers):
     return follower
 
 
-STREAMING = {"status": "streaming", "sender_host": "10.0.0.2", "sender_port": 5432}
-WAITING = {"status": "waiting", "sender_host": "10.0.0.2", "sender_port": 5432, "received_tli": 1}
-FROM_THE_OLD = {"status": "streaming", "sender_host": "10.0.0.1", "sender_port": 5432}
+STREAMING = {"status": "streaming", "sender_host": "198.18.0.2", "sender_port": 5432}
+WAITING = {"status": "waiting", "sender_host": "198.18.0.2", "sender_port": 5432, "received_tli": 1}
+FROM_THE_OLD = {"status": "streaming", "sender_host": "198.18.0.1", "sender_port": 5432}
 
 
 def test_the_wait_ends_when_every_standby_streams_from_the_primary():
@@ -131,8 +131,8 @@ def test_a_standby_that_never_streams_from_the_primary_is_reported_after_the_wai
     standbys = [{"name": "db-3"}, {"name": "db-4"}, {"name": "db-5"}]
     not_streaming = follower.wait_streaming(standbys, 2, clock, clock.sleep)
     assert sorted(not_streaming) == ["db-3", "db-5"]
-    assert "streaming (from 10.0.0.1:5432" in not_streaming["db-3"]
-    assert not_streaming["db-5"].startswith("db-5 could not be asked whether it follows 10.0.0.2:5432")
+    assert "streaming (from 198.18.0.1:5432" in not_streaming["db-3"]
+    assert not_streaming["db-5"].startswith("db-5 could not be asked whether it follows 198.18.0.2:5432")
     assert 2 <= clock.now < 2 + repoint.FOLLOW_POLL_S * 2
     assert {name: state["streaming"] for name, state in follower.standbys.items()} == {
         "db-3": False,
