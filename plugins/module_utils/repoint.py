@@ -29,6 +29,7 @@ from ansible_collections.penguinmails.dbops.plugins.module_utils.postgres import
     execute,
     require_primary,
 )
+from ansible_collections.penguinmails.dbops.plugins.module_utils.promote import TIMELINE
 from ansible_collections.penguinmails.dbops.plugins.module_utils.redaction import MASK, redact_text
 from ansible_collections.penguinmails.dbops.plugins.module_utils.replication import slot_name_for
 from ansible_collections.penguinmails.dbops.plugins.module_utils.safe_files import Directory
@@ -431,11 +432,19 @@ class Follower:
     def params_for(self, host: str, port: int) -> ConnectionParams:
         return dataclasses.replace(self.base, host=host, port=port)
 
-    def ensure_slots(self, names: List[str]) -> None:
-        params = self.params_for(
+    def primary_params(self) -> ConnectionParams:
+        return self.params_for(
             self.options.get("primary_login_host") or self.options["primary_host"],
             self.options.get("primary_login_port") or self.options["primary_port"],
         )
+
+    def primary_timeline(self) -> int:
+        params = self.primary_params()
+        with connected(params) as conn:
+            return int(execute(conn, params, TIMELINE).fetchone()[0])
+
+    def ensure_slots(self, names: List[str]) -> None:
+        params = self.primary_params()
         with connected(params) as conn:
             # In check mode the candidate has not been promoted yet: plan against it as it is.
             if not self.check_mode:
@@ -488,9 +497,12 @@ class Follower:
         """Until every standby streams from the primary or wait_s has passed -> {standby: why it does not}.
 
         Marks each standby's `streaming`. A standby that cannot be reached is one that does not follow.
+        Streaming counts on the primary's timeline only: a standby past the fork still streams the old
+        timeline's WAL from the new primary for a moment before its replay refuses the switch.
         """
         host, port = self.options["primary_host"], self.options["primary_port"]
         primary = "%s:%s" % (host, port)
+        timeline = self.primary_timeline()
         deadline = clock() + wait_s
         pending = {standby["name"]: standby for standby in standbys}
         seen: Dict[str, str] = {}
@@ -501,7 +513,8 @@ class Follower:
                 except ConnectionFailure as failure:
                     seen[name] = "%s could not be asked whether it follows %s: %s" % (name, primary, failure)
                     continue
-                if streams_from({"wal_receiver": receiver or {}}, host, port):
+                on_timeline = (receiver or {}).get("received_tli") == timeline
+                if on_timeline and streams_from({"wal_receiver": receiver}, host, port):
                     del pending[name]
                 else:
                     seen[name] = not_following_reason(name, receiver, replayed, primary, wait_s)

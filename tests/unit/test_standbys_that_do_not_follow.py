@@ -107,10 +107,13 @@ def follower_seeing(answers):
         return answer, "0/5000000"
 
     follower.receiver_of = receiver_of
+    follower.primary_timeline = lambda: 2
     return follower
 
 
-STREAMING = {"status": "streaming", "sender_host": "198.18.0.2", "sender_port": 5432}
+STREAMING = {"status": "streaming", "sender_host": "198.18.0.2", "sender_port": 5432, "received_tli": 2}
+# Past the fork: it streams the old timeline's WAL from the new primary until its replay refuses the switch.
+OLD_TIMELINE = dict(STREAMING, received_tli=1)
 WAITING = {"status": "waiting", "sender_host": "198.18.0.2", "sender_port": 5432, "received_tli": 1}
 FROM_THE_OLD = {"status": "streaming", "sender_host": "198.18.0.1", "sender_port": 5432}
 
@@ -127,10 +130,11 @@ def test_the_wait_ends_when_every_standby_streams_from_the_primary():
 def test_a_standby_that_never_streams_from_the_primary_is_reported_after_the_wait():
     clock = Clock()
     failure = ConnectionFailure("timeout", "no answer")
-    follower = follower_seeing({"db-3": [FROM_THE_OLD], "db-4": [STREAMING], "db-5": [failure]})
-    standbys = [{"name": "db-3"}, {"name": "db-4"}, {"name": "db-5"}]
+    follower = follower_seeing({"db-3": [FROM_THE_OLD], "db-4": [STREAMING], "db-5": [failure], "db-6": [OLD_TIMELINE]})
+    standbys = [{"name": "db-3"}, {"name": "db-4"}, {"name": "db-5"}, {"name": "db-6"}]
     not_streaming = follower.wait_streaming(standbys, 2, clock, clock.sleep)
-    assert sorted(not_streaming) == ["db-3", "db-5"]
+    assert sorted(not_streaming) == ["db-3", "db-5", "db-6"]
+    assert "streaming (from 198.18.0.2:5432, timeline 1)" in not_streaming["db-6"]
     assert "streaming (from 198.18.0.1:5432" in not_streaming["db-3"]
     assert not_streaming["db-5"].startswith("db-5 could not be asked whether it follows 198.18.0.2:5432")
     assert 2 <= clock.now < 2 + repoint.FOLLOW_POLL_S * 2
@@ -138,4 +142,5 @@ def test_a_standby_that_never_streams_from_the_primary_is_reported_after_the_wai
         "db-3": False,
         "db-4": True,
         "db-5": False,
+        "db-6": False,
     }
